@@ -1,0 +1,39 @@
+"""dynaseal: client-side, field-level envelope encryption and signing of DynamoDB items."""
+
+from .blind_index import BlindIndex
+from .errors import (
+    ConfigError,
+    DynasealError,
+    IntegrityError,
+    InvalidItemError,
+    KeyNotFoundError,
+    UniqueConstraintError,
+)
+from .keyring import DataKey, Keyring, WrappedKey
+from .local_keyring import KeyInfo, LocalKeyring
+from .schema import HEADER_ATTRIBUTE, Schema
+from .sealer import FORMAT_VERSION, ItemSealer
+from .table import SealedBatchWriter, SealedTable
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FORMAT_VERSION",
+    "HEADER_ATTRIBUTE",
+    "BlindIndex",
+    "ConfigError",
+    "DataKey",
+    "DynasealError",
+    "IntegrityError",
+    "InvalidItemError",
+    "ItemSealer",
+    "KeyInfo",
+    "KeyNotFoundError",
+    "Keyring",
+    "LocalKeyring",
+    "Schema",
+    "SealedBatchWriter",
+    "SealedTable",
+    "UniqueConstraintError",
+    "WrappedKey",
+]

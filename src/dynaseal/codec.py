@@ -1,0 +1,296 @@
+"""Canonical binary encoding of DynamoDB values.
+
+One deterministic byte string per value: it is the plaintext that gets encrypted and the input
+that the item signature covers for signed attributes. Deterministic means map keys and set
+elements are sorted and numbers are normalised the way DynamoDB normalises them, so a signed
+attribute read back from DynamoDB encodes to the same bytes it was signed with.
+
+Validation happens here too, because this is the one place that looks at every value: anything
+DynamoDB would refuse raises :class:`InvalidItemError` naming the attribute path, never the value.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import Binary
+
+from .errors import InvalidItemError
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_ITEM_BYTES",
+    "canonical_number",
+    "decode_value",
+    "encode_value",
+    "item_size",
+    "read_varint",
+    "to_python",
+    "varint",
+]
+
+MAX_ITEM_BYTES = 400 * 1024
+MAX_DEPTH = 32
+_MAX_DIGITS = 38
+_MIN_ADJUSTED = -130
+_MAX_ADJUSTED = 125
+
+T_S, T_N, T_B, T_BOOL, T_NULL, T_L, T_M, T_SS, T_NS, T_BS = range(1, 11)
+
+_WIDE = decimal.Context(prec=200, Emax=999_999, Emin=-999_999)
+
+
+def varint(n: int) -> bytes:
+    """Unsigned LEB128."""
+    if n < 0x80:
+        return bytes((n,))
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+    """Decode an unsigned LEB128 at ``pos``; return (value, next position)."""
+    result = 0
+    shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise ValueError("truncated or oversized varint")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+
+
+def canonical_number(value: Decimal | int, path: str = "value") -> str:
+    """DynamoDB's normal form of a number, after checking DynamoDB would accept it."""
+    d = Decimal(value) if isinstance(value, int) else value
+    if not d.is_finite():
+        raise InvalidItemError(f"{path}: DynamoDB numbers must be finite")
+    if not d:
+        return "0"
+    n = d.normalize(_WIDE)
+    t = n.as_tuple()
+    if len(t.digits) > _MAX_DIGITS:
+        raise InvalidItemError(f"{path}: DynamoDB numbers hold at most 38 significant digits")
+    adjusted = n.adjusted()
+    if adjusted < _MIN_ADJUSTED or adjusted > _MAX_ADJUSTED:
+        raise InvalidItemError(f"{path}: number out of DynamoDB's range (1E-130 to 9.99E+125)")
+    return format(n, "f")
+
+
+def _lp(data: bytes) -> bytes:
+    return varint(len(data)) + data
+
+
+def encode_value(value: Any, path: str = "value", depth: int = 0) -> bytes:
+    """Encode one value (resource-layer Python types) to its canonical bytes."""
+    t = type(value)
+    if t is str:
+        return b"\x01" + value.encode("utf-8")
+    if t is bool:
+        return b"\x04\x01" if value else b"\x04\x00"
+    if t is int or t is Decimal:
+        return b"\x02" + canonical_number(value, path).encode("ascii")
+    if t is bytes:
+        return b"\x03" + value
+    if value is None:
+        return b"\x05"
+    if isinstance(value, Binary):
+        return b"\x03" + bytes(value.value)
+    if isinstance(value, bytearray | memoryview):
+        return b"\x03" + bytes(value)
+    if isinstance(value, str):
+        return b"\x01" + str(value).encode("utf-8")
+    if isinstance(value, bool):
+        return b"\x04\x01" if value else b"\x04\x00"
+    if isinstance(value, int | Decimal):
+        return b"\x02" + canonical_number(value, path).encode("ascii")
+    if isinstance(value, float):
+        raise InvalidItemError(f"{path}: float is not supported; use decimal.Decimal")
+    if depth >= MAX_DEPTH:
+        raise InvalidItemError(f"{path}: nested deeper than DynamoDB's {MAX_DEPTH} levels")
+    if isinstance(value, Mapping):
+        entries = []
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InvalidItemError(f"{path}: map keys must be str")
+            entries.append((k.encode("utf-8"), encode_value(v, f"{path}.{k}", depth + 1)))
+        entries.sort(key=lambda e: e[0])
+        out = bytearray(b"\x07")
+        out += varint(len(entries))
+        for kb, vb in entries:
+            out += _lp(kb)
+            out += _lp(vb)
+        return bytes(out)
+    if isinstance(value, list | tuple):
+        out = bytearray(b"\x06")
+        out += varint(len(value))
+        for i, v in enumerate(value):
+            out += _lp(encode_value(v, f"{path}[{i}]", depth + 1))
+        return bytes(out)
+    if isinstance(value, set | frozenset):
+        return _encode_set(value, path)
+    raise InvalidItemError(f"{path}: type {type(value).__name__} cannot be stored in DynamoDB")
+
+
+def _encode_set(value: set[Any] | frozenset[Any], path: str) -> bytes:
+    if not value:
+        raise InvalidItemError(f"{path}: DynamoDB sets cannot be empty")
+    kinds = set()
+    elems: list[bytes] = []
+    for e in value:
+        if isinstance(e, str):
+            kinds.add(T_SS)
+            elems.append(e.encode("utf-8"))
+        elif isinstance(e, bool) or isinstance(e, float):
+            raise InvalidItemError(f"{path}: sets hold only strings, numbers or binary")
+        elif isinstance(e, int | Decimal):
+            kinds.add(T_NS)
+            elems.append(canonical_number(e, path).encode("ascii"))
+        elif isinstance(e, bytes | bytearray | Binary):
+            kinds.add(T_BS)
+            elems.append(bytes(e.value) if isinstance(e, Binary) else bytes(e))
+        else:
+            raise InvalidItemError(f"{path}: sets hold only strings, numbers or binary")
+    if len(kinds) != 1:
+        raise InvalidItemError(f"{path}: a set must hold elements of a single type")
+    elems.sort()
+    for a, b in zip(elems, elems[1:], strict=False):
+        if a == b:
+            raise InvalidItemError(f"{path}: set holds the same number twice")
+    out = bytearray((kinds.pop(),))
+    out += varint(len(elems))
+    for e in elems:
+        out += _lp(e)
+    return bytes(out)
+
+
+def decode_value(data: bytes) -> Any:
+    """Inverse of :func:`encode_value`; raises ValueError on any malformed input."""
+    value, pos = _decode(memoryview(data), 0, len(data), 0)
+    if pos != len(data):
+        raise ValueError("trailing bytes")
+    return value
+
+
+def _take(buf: memoryview, pos: int, end: int) -> tuple[memoryview, int]:
+    n, pos = read_varint(buf, pos)
+    if pos + n > end:
+        raise ValueError("truncated value")
+    return buf[pos : pos + n], pos + n
+
+
+def _decode_whole(chunk: memoryview, depth: int) -> Any:
+    value, pos = _decode(chunk, 0, len(chunk), depth)
+    if pos != len(chunk):
+        raise ValueError("trailing bytes in nested value")
+    return value
+
+
+def _decode(buf: memoryview, pos: int, end: int, depth: int) -> tuple[Any, int]:
+    if pos >= end:
+        raise ValueError("empty value")
+    tag = buf[pos]
+    pos += 1
+    if tag == T_S:
+        return str(buf[pos:end], "utf-8"), end
+    if tag == T_N:
+        return Decimal(str(buf[pos:end], "ascii")), end
+    if tag == T_B:
+        return bytes(buf[pos:end]), end
+    if tag == T_BOOL:
+        if end - pos != 1 or buf[pos] > 1:
+            raise ValueError("bad boolean")
+        return buf[pos] == 1, end
+    if tag == T_NULL:
+        return None, pos
+    if depth >= MAX_DEPTH:
+        raise ValueError("nested too deep")
+    count, pos = read_varint(buf, pos)
+    if tag == T_L:
+        items = []
+        for _ in range(count):
+            chunk, pos = _take(buf, pos, end)
+            items.append(_decode_whole(chunk, depth + 1))
+        return items, pos
+    if tag == T_M:
+        out: dict[str, Any] = {}
+        prev = None
+        for _ in range(count):
+            kchunk, pos = _take(buf, pos, end)
+            kb = bytes(kchunk)
+            if prev is not None and kb <= prev:
+                raise ValueError("map keys out of order")
+            prev = kb
+            vchunk, pos = _take(buf, pos, end)
+            out[kb.decode("utf-8")] = _decode_whole(vchunk, depth + 1)
+        return out, pos
+    if tag in (T_SS, T_NS, T_BS):
+        if count == 0:
+            raise ValueError("empty set")
+        elems: set[Any] = set()
+        prevb = None
+        for _ in range(count):
+            chunk, pos = _take(buf, pos, end)
+            eb = bytes(chunk)
+            if prevb is not None and eb <= prevb:
+                raise ValueError("set elements out of order")
+            prevb = eb
+            if tag == T_SS:
+                elems.add(eb.decode("utf-8"))
+            elif tag == T_NS:
+                elems.add(Decimal(eb.decode("ascii")))
+            else:
+                elems.add(eb)
+        return elems, pos
+    raise ValueError("unknown type tag")
+
+
+def to_python(value: Any) -> Any:
+    """Resource-layer value as dynaseal returns it: ``Binary`` becomes ``bytes``, recursively."""
+    if isinstance(value, Binary):
+        return bytes(value.value)
+    if isinstance(value, dict):
+        return {k: to_python(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_python(v) for v in value]
+    if isinstance(value, set) and value and isinstance(next(iter(value)), Binary):
+        return {bytes(v.value) for v in value}
+    return value
+
+
+def _value_size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.encode("utf-8"))
+    if isinstance(value, bool) or value is None:
+        return 1
+    if isinstance(value, int | Decimal):
+        return len(canonical_number(value)) // 2 + 2
+    if isinstance(value, bytes | bytearray):
+        return len(value)
+    if isinstance(value, Binary):
+        return len(value.value)
+    if isinstance(value, Mapping):
+        return 3 + sum(len(k.encode("utf-8")) + _value_size(v) + 1 for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return 3 + sum(_value_size(v) + 1 for v in value)
+    if isinstance(value, set | frozenset):
+        return sum(_value_size(v) for v in value)
+    return 0
+
+
+def item_size(item: Mapping[str, Any]) -> int:
+    """Upper estimate of DynamoDB's size accounting (names plus values) for an item."""
+    return sum(len(name.encode("utf-8")) + _value_size(v) for name, v in item.items())

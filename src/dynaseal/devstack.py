@@ -1,0 +1,127 @@
+"""The embedded local stack for development, demos and tests: dynalite on 127.0.0.1.
+
+dynalite (an npm package, LevelDB on disk) is installed by the project's ``npm ci``; this module
+finds it, starts it on a loopback port with a data directory, waits until it answers DynamoDB
+requests and stops it cleanly. Nothing here is used in production.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from .errors import DynasealError
+
+__all__ = ["LocalDynamoDB", "find_dynalite", "free_port"]
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def find_dynalite(start: Path | None = None) -> Path:
+    """``$DYNALITE_BIN``, or ``node_modules/.bin/dynalite`` in this or a parent directory."""
+    env = os.environ.get("DYNALITE_BIN")
+    if env:
+        return Path(env)
+    here = (start or Path.cwd()).resolve()
+    roots = [here, *here.parents, Path(__file__).resolve().parents[2]]
+    for root in roots:
+        candidate = root / "node_modules" / ".bin" / "dynalite"
+        if candidate.exists():
+            return candidate
+    raise DynasealError(
+        "dynalite is not installed: run 'npm ci' in the dynaseal checkout (needs Node.js >= 20 "
+        "with npm), or set DYNALITE_BIN"
+    )
+
+
+class LocalDynamoDB:
+    """A dynalite server process; a context manager that starts and stops it."""
+
+    def __init__(self, data_dir: str | os.PathLike[str] | None, port: int | None = None,
+                 *, log_path: str | os.PathLike[str] | None = None) -> None:
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.port = port or free_port()
+        self.log_path = Path(log_path) if log_path else None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> LocalDynamoDB:
+        if shutil.which("node") is None:
+            raise DynasealError("Node.js is required for the local DynamoDB (dynalite)")
+        args = [str(find_dynalite()), "--host", HOST, "--port", str(self.port),
+                "--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0"]
+        if self.data_dir is not None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            args += ["--path", str(self.data_dir)]
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,  # noqa: S603
+                                          start_new_session=True)
+        finally:
+            if self.log_path:
+                out.close()  # type: ignore[union-attr]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise DynasealError(
+                    f"dynalite exited at start (code {self._proc.returncode}); "
+                    f"is port {self.port} free?"
+                )
+            if self._answers():
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise DynasealError(f"dynalite did not answer on {self.endpoint_url} in {timeout:.0f}s")
+
+    def _answers(self) -> bool:
+        request = urllib.request.Request(  # noqa: S310 - fixed loopback URL
+            self.endpoint_url,
+            data=b"{}",
+            headers={"X-Amz-Target": "DynamoDB_20120810.ListTables",
+                     "Content-Type": "application/x-amz-json-1.0"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=1):  # noqa: S310
+                return True
+        except urllib.error.HTTPError:
+            return True  # it answered (unsigned requests are refused), so it is up
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def __enter__(self) -> LocalDynamoDB:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,64 @@
+"""Error types.
+
+Every message names a table and a primary key at most, never an attribute value or key material,
+so that an error can be logged or returned by a web framework without leaking what it protects.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DynasealError",
+    "IntegrityError",
+    "InvalidItemError",
+    "KeyNotFoundError",
+    "UniqueConstraintError",
+]
+
+
+class DynasealError(Exception):
+    """Base class of every error dynaseal raises on purpose."""
+
+
+class IntegrityError(DynasealError):
+    """A stored item failed authentication: tampered with, moved, truncated or never sealed."""
+
+    def __init__(self, table: str, key: str, reason: str = "item failed authentication") -> None:
+        self.table = table
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{reason} (table {table!r}, key {key})")
+
+
+class KeyNotFoundError(DynasealError):
+    """An item was sealed under a key the keyring does not hold (retired, or another keyset)."""
+
+    def __init__(self, table: str, key: str, key_ids: tuple[str, ...]) -> None:
+        self.table = table
+        self.key = key
+        self.key_ids = key_ids
+        wanted = ", ".join(repr(k) for k in key_ids)
+        super().__init__(
+            f"no key in the keyring can open this item: it names key id {wanted} "
+            f"(table {table!r}, key {key})"
+        )
+
+
+class InvalidItemError(DynasealError, ValueError):
+    """An item or key that DynamoDB or the schema would refuse; raised before any write."""
+
+
+class ConfigError(DynasealError, ValueError):
+    """Configuration that is invalid or unsafe (a plaintext endpoint, a missing region, ...)."""
+
+
+class UniqueConstraintError(DynasealError):
+    """A write would give a second item the same value of a unique blind index."""
+
+    def __init__(self, table: str, index: str, key: str) -> None:
+        self.table = table
+        self.index = index
+        self.key = key
+        super().__init__(
+            f"another item already holds this {index!r} value (table {table!r}, key {key})"
+        )

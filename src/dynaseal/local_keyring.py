@@ -1,0 +1,325 @@
+"""A keyring backed by a local, versioned keyset file.
+
+The file holds every key the keyring can decrypt with, marks one as primary (the one new items
+are sealed under), and a separate index root from which blind-index keys are derived. Rotation
+adds a key and moves the primary; older keys keep decrypting until they are retired.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import stat
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .errors import DynasealError
+from .keyring import PROVIDER_LOCAL, DataKey, Keyring, UnwrapError, WrappedKey
+
+__all__ = ["KeyInfo", "LocalKeyring"]
+
+_FILE_TYPE = "dynaseal-local-keyset"
+_FILE_VERSION = 1
+_WRAP_LABEL = b"dynaseal/v1/local-wrap"
+_INDEX_LABEL = b"dynaseal/v1/blind-index"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """Public facts about one key of a keyset: never its material."""
+
+    key_id: str
+    created_at: str
+    primary: bool
+
+
+@dataclass(slots=True)
+class _Key:
+    key_id: str
+    created_at: str
+    material: bytes = field(repr=False)
+    aead: AESGCM = field(repr=False)
+
+
+def _context_bytes(key_id: str, context: Mapping[str, str]) -> bytes:
+    parts = [_WRAP_LABEL, key_id.encode()]
+    for k in sorted(context):
+        parts += [k.encode(), context[k].encode()]
+    return b"".join(len(p).to_bytes(4, "big") + p for p in parts)
+
+
+def _new_key_id(existing: Iterator[str] | Sequence[str]) -> str:
+    taken = set(existing)
+    while True:
+        candidate = f"{secrets.randbits(32):08x}"
+        if candidate not in taken and candidate != "00000000":
+            return candidate
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class LocalKeyring(Keyring):
+    """Keys from a JSON keyset file readable only by its owner (mode 0600).
+
+    Key ids are random 32-bit values written as 8 hex digits, so keysets generated apart do not
+    collide and an item from another keyset reports a missing key instead of a forgery.
+    """
+
+    def __init__(
+        self,
+        keys: Sequence[_Key],
+        primary_key_id: str,
+        index_root: bytes,
+        path: Path | None = None,
+    ) -> None:
+        self._keys = {k.key_id: k for k in keys}
+        if primary_key_id not in self._keys:
+            raise DynasealError("keyset: the primary key id names no key in the keyset")
+        self._primary = primary_key_id
+        self._index_root = index_root
+        self._path = path
+
+    # -- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def generate(cls, path: str | os.PathLike[str]) -> LocalKeyring:
+        """Create a new keyset file with one primary key; never overwrites an existing file."""
+        p = Path(path)
+        key = _make_key(_new_key_id(()))
+        ring = cls([key], key.key_id, secrets.token_bytes(32), p)
+        data = ring._to_json()
+        try:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise DynasealError(f"{p}: a key file already exists; refusing to overwrite it") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return ring
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> LocalKeyring:
+        """Read a keyset file, refusing one that group or others may read or write."""
+        p = Path(path)
+        try:
+            fd = os.open(p, os.O_RDONLY)
+        except FileNotFoundError:
+            raise DynasealError(f"{p}: no key file here (create one with "
+                                f"'dynaseal keys generate {p}')") from None
+        except OSError as e:
+            raise DynasealError(f"{p}: cannot open the key file ({e.strerror})") from None
+        with os.fdopen(fd, "r", encoding="utf-8") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise DynasealError(
+                    f"{p}: key file is accessible by group or others "
+                    f"(mode {stat.S_IMODE(mode):04o}); run 'chmod 600 {p}'"
+                )
+            raw = f.read()
+        return cls._from_json(raw, p)
+
+    @classmethod
+    def _from_json(cls, raw: str, path: Path) -> LocalKeyring:
+        def bad(what: str) -> DynasealError:
+            return DynasealError(f"{path}: not a valid dynaseal keyset ({what})")
+
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            raise bad("not JSON") from None
+        if not isinstance(doc, dict) or doc.get("type") != _FILE_TYPE:
+            raise bad("missing type marker")
+        if doc.get("version") != _FILE_VERSION:
+            raise bad(f"unsupported keyset version {doc.get('version')!r}")
+        keys: list[_Key] = []
+        entries = doc.get("keys")
+        if not isinstance(entries, list) or not entries:
+            raise bad("no keys")
+        for entry in entries:
+            if not isinstance(entry, dict):
+                raise bad("key entry is not an object")
+            key_id = entry.get("id")
+            if not isinstance(key_id, str) or len(key_id) != 8 or not _is_hex(key_id):
+                raise bad("key id is not 8 hex digits")
+            material = _b64(entry.get("material"))
+            if material is None or len(material) != 32:
+                raise bad(f"key {key_id} is not a 256-bit key")
+            created = entry.get("created_at")
+            if not isinstance(created, str):
+                raise bad(f"key {key_id} has no creation time")
+            if any(k.key_id == key_id for k in keys):
+                raise bad(f"key id {key_id} appears twice")
+            keys.append(_Key(key_id, created, material, AESGCM(material)))
+        index_root = _b64(doc.get("index_key"))
+        if index_root is None or len(index_root) != 32:
+            raise bad("index key is not a 256-bit key")
+        primary = doc.get("primary_key_id")
+        if not isinstance(primary, str) or primary not in {k.key_id for k in keys}:
+            raise bad("primary key id names no key")
+        return cls(keys, primary, index_root, path)
+
+    def _to_json(self) -> str:
+        doc: dict[str, Any] = {
+            "type": _FILE_TYPE,
+            "version": _FILE_VERSION,
+            "primary_key_id": self._primary,
+            "index_key": base64.b64encode(self._index_root).decode(),
+            "keys": [
+                {
+                    "id": k.key_id,
+                    "created_at": k.created_at,
+                    "material": base64.b64encode(k.material).decode(),
+                }
+                for k in self._keys.values()
+            ],
+        }
+        return json.dumps(doc, indent=2) + "\n"
+
+    # -- rotation ---------------------------------------------------------------------------
+
+    def rotate(self) -> str:
+        """Add a new primary key and save the keyset atomically; return the new key id.
+
+        The file is re-read under a lock first, so two processes rotating at once both land.
+        """
+        if self._path is None:
+            key = _make_key(_new_key_id(list(self._keys)))
+            self._keys[key.key_id] = key
+            self._primary = key.key_id
+            return key.key_id
+        with _locked(self._path):
+            current = LocalKeyring.load(self._path)
+            key = _make_key(_new_key_id(list(current._keys)))
+            current._keys[key.key_id] = key
+            current._primary = key.key_id
+            _atomic_write(self._path, current._to_json())
+        self._keys = current._keys
+        self._primary = current._primary
+        self._index_root = current._index_root
+        return key.key_id
+
+    # -- facts ------------------------------------------------------------------------------
+
+    @property
+    def primary_key_id(self) -> str:
+        return self._primary
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        """Every key id, oldest first."""
+        return tuple(self._keys)
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    def keys(self) -> list[KeyInfo]:
+        return [KeyInfo(k.key_id, k.created_at, k.key_id == self._primary)
+                for k in self._keys.values()]
+
+    def __repr__(self) -> str:
+        where = f"{str(self._path)!r}, " if self._path else ""
+        return (f"LocalKeyring({where}primary_key_id={self._primary!r}, "
+                f"key_ids={self.key_ids!r})")
+
+    # -- Keyring ----------------------------------------------------------------------------
+
+    def new_data_key(self, context: Mapping[str, str]) -> DataKey:
+        key = self._keys[self._primary]
+        plaintext = secrets.token_bytes(32)
+        nonce = secrets.token_bytes(12)
+        wrapped = nonce + key.aead.encrypt(nonce, plaintext, _context_bytes(key.key_id, context))
+        return DataKey(plaintext, [WrappedKey(PROVIDER_LOCAL, key.key_id, wrapped)],
+                       single_use=True)
+
+    def decrypt_data_key(
+        self, wrapped: Sequence[WrappedKey], context: Mapping[str, str]
+    ) -> bytes | None:
+        for w in wrapped:
+            if w.provider != PROVIDER_LOCAL:
+                continue
+            key = self._keys.get(w.key_id)
+            if key is None:
+                continue
+            if len(w.ciphertext) != 12 + 32 + 16:
+                raise UnwrapError
+            try:
+                return key.aead.decrypt(
+                    w.ciphertext[:12], w.ciphertext[12:], _context_bytes(key.key_id, context)
+                )
+            except InvalidTag:
+                raise UnwrapError from None
+        return None
+
+    def index_key(self, table: str, attribute: str) -> bytes:
+        info = _INDEX_LABEL + b"".join(
+            len(p).to_bytes(4, "big") + p for p in (table.encode(), attribute.encode())
+        )
+        return HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(self._index_root)
+
+
+def _is_hex(s: str) -> bool:
+    return all(c in "0123456789abcdef" for c in s)
+
+
+def _b64(value: object) -> bytes | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _make_key(key_id: str) -> _Key:
+    material = secrets.token_bytes(32)
+    return _Key(key_id, _now(), material, AESGCM(material))
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _atomic_write(path: Path, data: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,314 @@
+"""SealedTable: a boto3 Table that seals on the way in and opens on the way out.
+
+Every DynamoDB request goes through :meth:`SealedTable._request`, the one seam where logging
+happens; it logs the operation, the table and at most the primary key, never an item.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from .errors import DynasealError, InvalidItemError
+from .keyring import Keyring
+from .schema import HEADER_ATTRIBUTE, Schema
+from .sealer import ItemSealer, describe_key
+
+__all__ = ["SealedBatchWriter", "SealedTable"]
+
+log = logging.getLogger("dynaseal")
+
+_PARTIAL_READ_ARGS = frozenset({"ProjectionExpression", "AttributesToGet"})
+_BATCH_GET_LIMIT = 100
+_MAX_BATCH_ATTEMPTS = 8
+_MAX_UPDATE_ATTEMPTS = 50
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(min(1.0, 0.01 * (2**attempt)) * (0.5 + random.random()))  # noqa: S311
+
+
+class SealedTable:
+    """A DynamoDB table whose items are sealed by dynaseal.
+
+    ``table`` is a boto3 ``Table`` resource; its name is bound into every item's seal, so an
+    item copied to another table does not open there.
+    """
+
+    def __init__(self, table: Any, *, schema: Schema, keyring: Keyring) -> None:
+        self._table = table
+        self.name: str = table.name
+        self.schema = schema
+        self.sealer = ItemSealer(self.name, schema, keyring)
+        self._serializer = TypeSerializer()
+        self._deserializer = TypeDeserializer()
+        self._unique: Any = None
+        if any(ix.unique for ix in schema.blind_indexes.values()):
+            from .unique import UniqueGuard
+
+            self._unique = UniqueGuard(self)
+
+    def __repr__(self) -> str:
+        return f"SealedTable({self.name!r}, keyring={self.sealer.keyring!r})"
+
+    @property
+    def table(self) -> Any:
+        """The underlying boto3 Table resource (it reads and writes sealed items as stored)."""
+        return self._table
+
+    # -- the seam ---------------------------------------------------------------------------
+
+    def _request(self, operation: str, key: Mapping[str, Any] | None = None,
+                 target: Any = None, **kwargs: Any) -> Any:
+        where = describe_key(self.schema, key) if key is not None else ""
+        log.debug("dynamodb %s table=%s %s", operation, self.name, where)
+        method: Callable[..., Any] = getattr(target if target is not None else self._table,
+                                             operation)
+        try:
+            return method(**kwargs)
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "?")
+            log.debug("dynamodb %s table=%s %s failed: %s", operation, self.name, where, code)
+            raise
+
+    # -- single items -----------------------------------------------------------------------
+
+    def put_item(self, item: Mapping[str, Any], **kwargs: Any) -> dict[str, Any] | None:
+        """Seal and write an item. With ``ReturnValues="ALL_OLD"`` returns the opened old item."""
+        _refuse(kwargs, {"Item"}, "put_item")
+        stored = self.sealer.seal(item)
+        if self._unique is not None:
+            return self._unique.put(item, stored, kwargs)  # type: ignore[no-any-return]
+        return self._put_stored(stored, kwargs)
+
+    def _put_stored(self, stored: Mapping[str, Any], kwargs: Mapping[str, Any]
+                    ) -> dict[str, Any] | None:
+        response = self._request("put_item", key=stored, Item=stored, **kwargs)
+        old = response.get("Attributes")
+        return self.sealer.open(old) if old else None
+
+    def get_item(self, key: Mapping[str, Any], **kwargs: Any) -> dict[str, Any] | None:
+        """Read, verify and decrypt one item; None if it does not exist."""
+        _refuse(kwargs, {"Key"} | _PARTIAL_READ_ARGS, "get_item")
+        k = self._key(key)
+        stored = self._request("get_item", key=k, Key=k, **kwargs).get("Item")
+        return None if stored is None else self.sealer.open(stored)
+
+    def delete_item(self, key: Mapping[str, Any], **kwargs: Any) -> dict[str, Any] | None:
+        """Delete one item. With ``ReturnValues="ALL_OLD"`` returns the opened old item."""
+        _refuse(kwargs, {"Key"}, "delete_item")
+        k = self._key(key)
+        if self._unique is not None:
+            return self._unique.delete(k, kwargs)  # type: ignore[no-any-return]
+        response = self._request("delete_item", key=k, Key=k, **kwargs)
+        old = response.get("Attributes")
+        return self.sealer.open(old) if old else None
+
+    def _key(self, key: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(key, Mapping):
+            raise InvalidItemError(f"table {self.name!r}: a key must be a dict")
+        extra = set(key) - set(self.schema.key_names)
+        if extra:
+            raise InvalidItemError(
+                f"table {self.name!r}: a key holds only {', '.join(self.schema.key_names)}"
+            )
+        return self.sealer.key_of(key)
+
+    # -- many items -------------------------------------------------------------------------
+
+    def query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Query and yield opened items, following ``LastEvaluatedKey`` across pages."""
+        return self._paginate("query", kwargs)
+
+    def scan(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Scan and yield opened items, following ``LastEvaluatedKey`` across pages."""
+        return self._paginate("scan", kwargs)
+
+    def _paginate(self, operation: str, kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        _refuse(kwargs, _PARTIAL_READ_ARGS, operation)
+        if kwargs.get("Select", "ALL_ATTRIBUTES") not in ("ALL_ATTRIBUTES",
+                                                          "ALL_PROJECTED_ATTRIBUTES"):
+            raise TypeError(f"{operation}: only whole items can be verified; drop Select")
+        return self._pages(operation, dict(kwargs))
+
+    def _pages(self, operation: str, kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        while True:
+            page = self._request(operation, **kwargs)
+            for stored in page.get("Items", []):
+                yield self.sealer.open(stored)
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                return
+            kwargs["ExclusiveStartKey"] = last
+
+    def batch_get(self, keys: Iterable[Mapping[str, Any]], *,
+                  consistent_read: bool = False) -> list[dict[str, Any]]:
+        """Read many items (100 per request, unprocessed keys retried); request order kept."""
+        wanted: dict[bytes, dict[str, Any]] = {}
+        for key in keys:
+            k = self._key(key)
+            wanted.setdefault(self.sealer._key_bytes(k), k)
+        found: dict[bytes, dict[str, Any]] = {}
+        pending = list(wanted.values())
+        client = self._table.meta.client
+        ser = self._serializer.serialize
+        de = self._deserializer.deserialize
+        while pending:
+            chunk, pending = pending[:_BATCH_GET_LIMIT], pending[_BATCH_GET_LIMIT:]
+            request: dict[str, Any] = {
+                self.name: {
+                    "Keys": [{n: ser(v) for n, v in k.items()} for k in chunk],
+                    "ConsistentRead": consistent_read,
+                }
+            }
+            for attempt in range(_MAX_BATCH_ATTEMPTS):
+                response = self._request("batch_get_item", target=client, RequestItems=request)
+                for raw in response.get("Responses", {}).get(self.name, []):
+                    stored = {n: de(v) for n, v in raw.items()}
+                    item = self.sealer.open(stored)
+                    found[self.sealer._key_bytes(stored)] = item
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                _backoff(attempt)
+            else:
+                raise DynasealError(
+                    f"table {self.name!r}: batch_get gave up with keys still unprocessed"
+                )
+        return [found[kb] for kb in wanted if kb in found]
+
+    def batch_writer(self) -> SealedBatchWriter:
+        """Buffered writes (25 per request, retried); use as a context manager."""
+        if self._unique is not None:
+            raise DynasealError(
+                f"table {self.name!r}: batch writes cannot enforce unique blind indexes; "
+                "use put_item"
+            )
+        return SealedBatchWriter(self)
+
+    # -- blind-index lookups and safe updates ------------------------------------------------
+
+    def find(self, source: str, value: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Items whose encrypted ``source`` attribute equals ``value`` after normalisation.
+
+        Queries the GSI named after the index attribute, opens every candidate and drops the
+        false positives that index truncation lets through.
+        """
+        index = self.schema.blind_indexes.get(source)
+        if index is None:
+            raise InvalidItemError(f"table {self.name!r}: no blind index on {source!r}")
+        _refuse(kwargs, {"IndexName", "KeyConditionExpression"} | _PARTIAL_READ_ARGS, "find")
+        from boto3.dynamodb.conditions import Key
+
+        wanted = index.normalized(value)
+        digest = index.compute(self.sealer._index_key(source), value)
+        for item in self._pages("query", {
+            "IndexName": index.attribute,
+            "KeyConditionExpression": Key(index.attribute).eq(digest),
+            **kwargs,
+        }):
+            if source in item and _normal_or_none(index, item[source]) == wanted:
+                yield item
+
+    def update_item(
+        self,
+        key: Mapping[str, Any],
+        *,
+        set: Mapping[str, Any] | None = None,  # noqa: A002
+        remove: Iterable[str] = (),
+    ) -> dict[str, Any]:
+        """Change attributes of a sealed item without losing a concurrent writer's change.
+
+        Reads and opens the item, applies the change, reseals it and writes it on condition that
+        its seal (which changes at every write) is still the one read; on conflict it starts
+        over. Raises ``DynasealError`` if the item does not exist; returns the new item.
+        """
+        changes = dict(set or {})
+        removals = list(remove)
+        k = self._key(key)
+        touched = changes.keys() | removals
+        if touched & {*self.schema.key_names}:
+            raise InvalidItemError(f"table {self.name!r}: key attributes cannot be updated")
+        reserved = {HEADER_ATTRIBUTE} | {ix.attribute for ix in self.schema.blind_indexes.values()}
+        if touched & reserved:
+            raise InvalidItemError(f"table {self.name!r}: reserved attribute in update")
+        where = describe_key(self.schema, k)
+        for attempt in range(_MAX_UPDATE_ATTEMPTS):
+            stored = self._request("get_item", key=k, Key=k, ConsistentRead=True).get("Item")
+            if stored is None:
+                raise DynasealError(f"update_item: no such item (table {self.name!r}, key {where})")
+            item = self.sealer.open(stored)
+            for name in removals:
+                item.pop(name, None)
+            item.update(changes)
+            new_stored = self.sealer.seal(item)
+            condition = Attr(HEADER_ATTRIBUTE).eq(stored[HEADER_ATTRIBUTE])
+            try:
+                if self._unique is not None:
+                    self._unique.put(item, new_stored, {"ConditionExpression": condition},
+                                     previous=stored)
+                else:
+                    self._request("put_item", key=k, Item=new_stored,
+                                  ConditionExpression=condition)
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+                log.debug("update_item table=%s %s: conflict, retrying", self.name, where)
+                _backoff(min(attempt, 6))
+                continue
+            return item
+        raise DynasealError(
+            f"update_item: gave up after {_MAX_UPDATE_ATTEMPTS} conflicting writers "
+            f"(table {self.name!r}, key {where})"
+        )
+
+
+def _normal_or_none(index: Any, value: Any) -> bytes | None:
+    try:
+        return index.normalized(value)  # type: ignore[no-any-return]
+    except InvalidItemError:
+        return None
+
+
+def _refuse(kwargs: Mapping[str, Any], names: Iterable[str], operation: str) -> None:
+    bad = sorted(set(kwargs) & set(names))
+    if bad:
+        raise TypeError(f"{operation}: dynaseal does not accept {', '.join(bad)} here")
+
+
+class SealedBatchWriter:
+    """Seals items into boto3's batch writer, which buffers and retries unprocessed ones."""
+
+    def __init__(self, table: SealedTable) -> None:
+        self._table = table
+        self._inner: Any = None
+
+    def __enter__(self) -> SealedBatchWriter:
+        log.debug("dynamodb batch_write_item table=%s", self._table.name)
+        inner = self._table.table.batch_writer(overwrite_by_pkeys=list(
+            self._table.schema.key_names))
+        self._inner = inner.__enter__()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._inner.__exit__(exc_type, exc, tb)
+
+    def put_item(self, item: Mapping[str, Any]) -> None:
+        if self._inner is None:
+            raise DynasealError("use the batch writer inside a 'with' block")
+        self._inner.put_item(Item=self._table.sealer.seal(item))
+
+    def delete_item(self, key: Mapping[str, Any]) -> None:
+        if self._inner is None:
+            raise DynasealError("use the batch writer inside a 'with' block")
+        self._inner.delete_item(Key=self._table._key(key))
+
