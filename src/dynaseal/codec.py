@@ -12,6 +12,7 @@ DynamoDB would refuse raises :class:`InvalidItemError` naming the attribute path
 from __future__ import annotations
 
 import decimal
+import itertools
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -23,6 +24,7 @@ from .errors import InvalidItemError
 __all__ = [
     "MAX_DEPTH",
     "MAX_ITEM_BYTES",
+    "as_bytes",
     "canonical_number",
     "decode_value",
     "encode_value",
@@ -73,6 +75,11 @@ def read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
         shift += 7
 
 
+def as_bytes(value: Any) -> bytes:
+    """``bytes`` of a Binary, bytes, bytearray or memoryview."""
+    return bytes(value)
+
+
 def canonical_number(value: Decimal | int, path: str = "value") -> str:
     """DynamoDB's normal form of a number, after checking DynamoDB would accept it."""
     d = Decimal(value) if isinstance(value, int) else value
@@ -98,17 +105,17 @@ def encode_value(value: Any, path: str = "value", depth: int = 0) -> bytes:
     """Encode one value (resource-layer Python types) to its canonical bytes."""
     t = type(value)
     if t is str:
-        return b"\x01" + value.encode("utf-8")
+        return b"\x01" + str.encode(value, "utf-8")
     if t is bool:
         return b"\x04\x01" if value else b"\x04\x00"
     if t is int or t is Decimal:
         return b"\x02" + canonical_number(value, path).encode("ascii")
     if t is bytes:
-        return b"\x03" + value
+        return b"\x03" + bytes(value)
     if value is None:
         return b"\x05"
     if isinstance(value, Binary):
-        return b"\x03" + bytes(value.value)
+        return b"\x03" + as_bytes(value)
     if isinstance(value, bytearray | memoryview):
         return b"\x03" + bytes(value)
     if isinstance(value, str):
@@ -154,20 +161,20 @@ def _encode_set(value: set[Any] | frozenset[Any], path: str) -> bytes:
         if isinstance(e, str):
             kinds.add(T_SS)
             elems.append(e.encode("utf-8"))
-        elif isinstance(e, bool) or isinstance(e, float):
+        elif isinstance(e, bool | float):
             raise InvalidItemError(f"{path}: sets hold only strings, numbers or binary")
         elif isinstance(e, int | Decimal):
             kinds.add(T_NS)
             elems.append(canonical_number(e, path).encode("ascii"))
         elif isinstance(e, bytes | bytearray | Binary):
             kinds.add(T_BS)
-            elems.append(bytes(e.value) if isinstance(e, Binary) else bytes(e))
+            elems.append(as_bytes(e))
         else:
             raise InvalidItemError(f"{path}: sets hold only strings, numbers or binary")
     if len(kinds) != 1:
         raise InvalidItemError(f"{path}: a set must hold elements of a single type")
     elems.sort()
-    for a, b in zip(elems, elems[1:], strict=False):
+    for a, b in itertools.pairwise(elems):
         if a == b:
             raise InvalidItemError(f"{path}: set holds the same number twice")
     out = bytearray((kinds.pop(),))
@@ -261,13 +268,13 @@ def _decode(buf: memoryview, pos: int, end: int, depth: int) -> tuple[Any, int]:
 def to_python(value: Any) -> Any:
     """Resource-layer value as dynaseal returns it: ``Binary`` becomes ``bytes``, recursively."""
     if isinstance(value, Binary):
-        return bytes(value.value)
+        return as_bytes(value)
     if isinstance(value, dict):
         return {k: to_python(v) for k, v in value.items()}
     if isinstance(value, list):
         return [to_python(v) for v in value]
     if isinstance(value, set) and value and isinstance(next(iter(value)), Binary):
-        return {bytes(v.value) for v in value}
+        return {as_bytes(v) for v in value}
     return value
 
 
@@ -281,7 +288,7 @@ def _value_size(value: Any) -> int:
     if isinstance(value, bytes | bytearray):
         return len(value)
     if isinstance(value, Binary):
-        return len(value.value)
+        return len(as_bytes(value))
     if isinstance(value, Mapping):
         return 3 + sum(len(k.encode("utf-8")) + _value_size(v) + 1 for k, v in value.items())
     if isinstance(value, list | tuple):

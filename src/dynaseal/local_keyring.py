@@ -107,7 +107,9 @@ class LocalKeyring(Keyring):
         try:
             fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            raise DynasealError(f"{p}: a key file already exists; refusing to overwrite it") from None
+            raise DynasealError(
+                f"{p}: a key file already exists; refusing to overwrite it"
+            ) from None
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(data)
             f.flush()
@@ -230,7 +232,7 @@ class LocalKeyring(Keyring):
     def path(self) -> Path | None:
         return self._path
 
-    def keys(self) -> list[KeyInfo]:
+    def list_keys(self) -> list[KeyInfo]:
         return [KeyInfo(k.key_id, k.created_at, k.key_id == self._primary)
                 for k in self._keys.values()]
 

@@ -137,7 +137,7 @@ def describe_key(schema: Schema, item: Mapping[str, Any]) -> str:
     for name in schema.key_names:
         value = item.get(name)
         if isinstance(value, Binary):
-            value = bytes(value.value)
+            value = codec.as_bytes(value)
         text = f"<{len(value)} bytes>" if isinstance(value, bytes | bytearray) else repr(value)
         if len(text) > 80:
             text = text[:77] + "..."
@@ -184,7 +184,7 @@ class ItemSealer:
             if isinstance(value, str):
                 size = len(value.encode("utf-8"))
             elif isinstance(value, bytes | bytearray | Binary):
-                size = len(value.value if isinstance(value, Binary) else value)
+                size = len(codec.as_bytes(value))
             elif isinstance(value, Decimal) or (
                 isinstance(value, int) and not isinstance(value, bool)
             ):
@@ -315,7 +315,7 @@ class ItemSealer:
         if raw is None:
             raise fail("item is not sealed (no dynaseal header)")
         if isinstance(raw, Binary):
-            raw = raw.value
+            raw = codec.as_bytes(raw)
         if not isinstance(raw, bytes | bytearray):
             raise fail("dynaseal header is not binary")
         raw = bytes(raw)
@@ -358,7 +358,7 @@ class ItemSealer:
         for name in header.encrypted:
             value = stored[name]
             if isinstance(value, Binary):
-                value = value.value
+                value = codec.as_bytes(value)
             if not isinstance(value, bytes | bytearray) or len(value) < TAG_BYTES + 1:
                 raise fail()
             value = bytes(value)

@@ -222,7 +222,7 @@ class SealedTable:
         self,
         key: Mapping[str, Any],
         *,
-        set: Mapping[str, Any] | None = None,  # noqa: A002
+        set: Mapping[str, Any] | None = None,
         remove: Iterable[str] = (),
     ) -> dict[str, Any]:
         """Change attributes of a sealed item without losing a concurrent writer's change.
@@ -245,7 +245,8 @@ class SealedTable:
             stored = self._request("get_item", key=k, Key=k, ConsistentRead=True).get("Item")
             if stored is None:
                 raise DynasealError(f"update_item: no such item (table {self.name!r}, key {where})")
-            item = self.sealer.open(stored)
+            previous = self.sealer.open(stored)
+            item = dict(previous)
             for name in removals:
                 item.pop(name, None)
             item.update(changes)
@@ -254,7 +255,7 @@ class SealedTable:
             try:
                 if self._unique is not None:
                     self._unique.put(item, new_stored, {"ConditionExpression": condition},
-                                     previous=stored)
+                                     previous=previous)
                 else:
                     self._request("put_item", key=k, Item=new_stored,
                                   ConditionExpression=condition)

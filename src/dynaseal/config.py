@@ -1,0 +1,260 @@
+"""Declarative configuration: one TOML file names the keyring, the connection and every table.
+
+The app, the CLI and the Flask extension all read the same file, so they agree on which tables
+hold what and which keys protect them. Every error names the file, the table and the field.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .blind_index import BlindIndex
+from .connection import check_endpoint, connect
+from .errors import ConfigError, DynasealError
+from .keyring import Keyring
+from .local_keyring import LocalKeyring
+from .schema import Schema
+from .table import SealedTable
+
+__all__ = ["Config", "DynamoDBSettings", "TableSettings"]
+
+DEFAULT_PATH = "dynaseal.toml"
+ENV_VAR = "DYNASEAL_CONFIG"
+
+_TOP_KEYS = {"keyring", "dynamodb", "tables"}
+_KEYRING_KEYS = {"type", "path"}
+_DYNAMODB_KEYS = {"region", "endpoint_url", "verify", "use_ssl", "max_attempts"}
+_CREDENTIAL_KEYS = {"aws_access_key_id", "aws_secret_access_key", "aws_session_token",
+                    "access_key", "secret_key", "session_token"}
+_TABLE_KEYS = {"table_name", "partition_key", "partition_key_type", "sort_key", "sort_key_type",
+               "sign", "plain", "blind_indexes"}
+_INDEX_KEYS = {"attribute", "bits", "normalize", "unique"}
+_KEY_TYPES = {"S", "N", "B"}
+
+
+@dataclass(frozen=True)
+class DynamoDBSettings:
+    region: str | None = None
+    endpoint_url: str | None = None
+    verify: bool | str | None = None
+    use_ssl: bool = True
+    max_attempts: int = 5
+
+
+@dataclass(frozen=True)
+class TableSettings:
+    name: str
+    table_name: str
+    schema: Schema
+    key_types: tuple[str, ...]
+
+
+@dataclass
+class Config:
+    """A parsed, validated dynaseal.toml. Build tables with :meth:`sealed_table`."""
+
+    path: Path
+    keyring_type: str
+    keyring_path: Path
+    dynamodb: DynamoDBSettings
+    tables: dict[str, TableSettings]
+    _keyring: Keyring | None = field(default=None, repr=False)
+    _resource: Any = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None) -> Config:
+        """Read ``path``, else ``$DYNASEAL_CONFIG``, else ``./dynaseal.toml``."""
+        p = Path(path or os.environ.get(ENV_VAR) or DEFAULT_PATH)
+        try:
+            with open(p, "rb") as f:
+                doc = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: config file not found") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: not valid TOML ({e})") from None
+        return cls.from_dict(doc, p)
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], path: Path) -> Config:
+        def err(where: str, msg: str) -> ConfigError:
+            return ConfigError(f"{path}: {where}: {msg}")
+
+        _unknown(doc, _TOP_KEYS, lambda k: err(k, "unknown key"))
+        kr = _section(doc, "keyring", err)
+        _unknown(kr, _KEYRING_KEYS, lambda k: err(f"keyring.{k}", "unknown key"))
+        kr_type = kr.get("type", "local")
+        if kr_type != "local":
+            raise err("keyring.type", f"unsupported keyring type {kr_type!r} (supported: local)")
+        kr_path = kr.get("path")
+        if not isinstance(kr_path, str) or not kr_path:
+            raise err("keyring.path", "a key file path is required")
+        keyring_path = Path(kr_path)
+        if not keyring_path.is_absolute():
+            keyring_path = path.parent / keyring_path
+
+        ddb = _section(doc, "dynamodb", err, required=False)
+        for k in ddb:
+            if k.lower() in _CREDENTIAL_KEYS:
+                raise err(f"dynamodb.{k}", "credentials never go in the config; boto3's normal "
+                          "chain (environment, profile, role) provides them")
+        _unknown(ddb, _DYNAMODB_KEYS, lambda k: err(f"dynamodb.{k}", "unknown key"))
+        settings = _dynamodb_settings(ddb, err)
+
+        raw_tables = _section(doc, "tables", err)
+        if not raw_tables:
+            raise err("tables", "no table is configured")
+        tables = {name: _table(name, spec, err) for name, spec in raw_tables.items()}
+        return cls(path, kr_type, keyring_path, settings, tables)
+
+    # -- runtime ----------------------------------------------------------------------------
+
+    def keyring(self) -> Keyring:
+        if self._keyring is None:
+            self._keyring = LocalKeyring.load(self.keyring_path)
+        return self._keyring
+
+    def resource(self) -> Any:
+        """The guarded boto3 DynamoDB resource (built once)."""
+        if self._resource is None:
+            s = self.dynamodb
+            try:
+                self._resource = connect("dynamodb", region=s.region, endpoint_url=s.endpoint_url,
+                                         verify=s.verify, use_ssl=s.use_ssl,
+                                         max_attempts=s.max_attempts)
+            except ConfigError as e:
+                raise ConfigError(f"{self.path}: dynamodb: {e}") from None
+        return self._resource
+
+    def settings(self, name: str) -> TableSettings:
+        try:
+            return self.tables[name]
+        except KeyError:
+            raise ConfigError(f"{self.path}: no table {name!r} is configured") from None
+
+    def sealed_table(self, name: str) -> SealedTable:
+        """A ready SealedTable for the table configured as ``[tables.<name>]``."""
+        t = self.settings(name)
+        return SealedTable(self.resource().Table(t.table_name), schema=t.schema,
+                           keyring=self.keyring())
+
+    def create_tables(self, only: list[str] | None = None) -> Iterator[str]:
+        """Create configured tables with the GSIs their blind indexes need (local dev, tests)."""
+        from .tables import create_table
+
+        for name in only or list(self.tables):
+            t = self.settings(name)
+            yield from create_table(self.resource(), t.table_name, t.schema, t.key_types)
+
+
+def _unknown(section: Mapping[str, Any], allowed: set[str], err: Any) -> None:
+    for k in section:
+        if k not in allowed:
+            raise err(k)
+
+
+def _section(doc: Mapping[str, Any], name: str, err: Any, required: bool = True
+             ) -> Mapping[str, Any]:
+    value = doc.get(name)
+    if value is None:
+        if required:
+            raise err(name, "section is missing")
+        return {}
+    if not isinstance(value, Mapping):
+        raise err(name, "must be a table")
+    return value
+
+
+def _dynamodb_settings(ddb: Mapping[str, Any], err: Any) -> DynamoDBSettings:
+    region = ddb.get("region")
+    if region is not None and (not isinstance(region, str) or not region):
+        raise err("dynamodb.region", "must be a non-empty string")
+    endpoint = ddb.get("endpoint_url")
+    if endpoint is not None:
+        if not isinstance(endpoint, str):
+            raise err("dynamodb.endpoint_url", "must be a string")
+        try:
+            check_endpoint(endpoint)
+        except ConfigError as e:
+            raise err("dynamodb.endpoint_url", str(e).removeprefix("endpoint_url: ")) from None
+    verify = ddb.get("verify")
+    if verify is False:
+        raise err("dynamodb.verify", "false is refused: TLS certificates are always verified "
+                  "(give a CA bundle path instead)")
+    if verify is not None and verify is not True and not isinstance(verify, str):
+        raise err("dynamodb.verify", "must be true or a CA bundle path")
+    use_ssl = ddb.get("use_ssl", True)
+    if use_ssl is not True:
+        raise err("dynamodb.use_ssl", "only true is accepted: connections use TLS")
+    attempts = ddb.get("max_attempts", 5)
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 20:
+        raise err("dynamodb.max_attempts", "must be an integer from 1 to 20")
+    return DynamoDBSettings(region, endpoint, verify, True, attempts)
+
+
+def _names(value: Any, where: str, err: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise err(where, "must be a list of attribute names")
+    return value
+
+
+def _table(name: str, spec: Any, err: Any) -> TableSettings:
+    where = f"tables.{name}"
+    if not isinstance(spec, Mapping):
+        raise err(where, "must be a table")
+    _unknown(spec, _TABLE_KEYS, lambda k: err(f"{where}.{k}", "unknown key"))
+    pk = spec.get("partition_key")
+    if not isinstance(pk, str) or not pk:
+        raise err(f"{where}.partition_key", "a partition key is required")
+    sk = spec.get("sort_key")
+    if sk is not None and (not isinstance(sk, str) or not sk):
+        raise err(f"{where}.sort_key", "must be an attribute name")
+    types = [spec.get("partition_key_type", "S")]
+    if sk:
+        types.append(spec.get("sort_key_type", "S"))
+    for field_name, t in zip(("partition_key_type", "sort_key_type"), types, strict=False):
+        if t not in _KEY_TYPES:
+            raise err(f"{where}.{field_name}", "must be one of S, N, B")
+    table_name = spec.get("table_name", name)
+    if not isinstance(table_name, str) or not 3 <= len(table_name) <= 255:
+        raise err(f"{where}.table_name", "must be a DynamoDB table name (3 to 255 characters)")
+    sign = _names(spec.get("sign", []), f"{where}.sign", err)
+    plain = _names(spec.get("plain", []), f"{where}.plain", err)
+    keys = {pk} | ({sk} if sk else set())
+    indexes: dict[str, BlindIndex] = {}
+    raw_indexes = spec.get("blind_indexes", {})
+    if not isinstance(raw_indexes, Mapping):
+        raise err(f"{where}.blind_indexes", "must be a table")
+    for source, ix in raw_indexes.items():
+        iw = f"{where}.blind_indexes.{source}"
+        if not isinstance(ix, Mapping):
+            raise err(iw, "must be a table")
+        _unknown(ix, _INDEX_KEYS, lambda k, iw=iw: err(f"{iw}.{k}", "unknown key"))
+        if source in keys:
+            raise err(iw, "a key attribute cannot have a blind index (it is stored in plaintext)")
+        if source in sign or source in plain:
+            raise err(iw, "only encrypted attributes take a blind index; this one is "
+                      + ("signed" if source in sign else "plain"))
+        bits = ix.get("bits", 32)
+        if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 256:
+            raise err(f"{iw}.bits", "must be an integer from 1 to 256")
+        unique = ix.get("unique", False)
+        if not isinstance(unique, bool):
+            raise err(f"{iw}.unique", "must be true or false")
+        attribute = ix.get("attribute")
+        if not isinstance(attribute, str) or not attribute:
+            raise err(f"{iw}.attribute", "the attribute that stores the index is required")
+        try:
+            indexes[source] = BlindIndex(attribute, bits=bits,
+                                         normalize=ix.get("normalize", "none"), unique=unique)
+        except DynasealError as e:
+            raise err(iw, str(e).removeprefix("blind index: ")) from None
+    try:
+        schema = Schema(pk, sk, sign=sign, plain=plain, blind_indexes=indexes)
+    except ConfigError as e:
+        raise err(where, str(e).removeprefix("schema: ")) from None
+    return TableSettings(name, table_name, schema, tuple(types))
