@@ -14,7 +14,6 @@ from types import TracebackType
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from .errors import DynasealError, InvalidItemError
@@ -48,8 +47,6 @@ class SealedTable:
         self.name: str = table.name
         self.schema = schema
         self.sealer = ItemSealer(self.name, schema, keyring)
-        self._serializer = TypeSerializer()
-        self._deserializer = TypeDeserializer()
         self._unique: Any = None
         if any(ix.unique for ix in schema.blind_indexes.values()):
             from .unique import UniqueGuard
@@ -158,21 +155,19 @@ class SealedTable:
             wanted.setdefault(self.sealer._key_bytes(k), k)
         found: dict[bytes, dict[str, Any]] = {}
         pending = list(wanted.values())
+        # The resource's own client: it (de)serialises resource-layer values itself.
         client = self._table.meta.client
-        ser = self._serializer.serialize
-        de = self._deserializer.deserialize
         while pending:
             chunk, pending = pending[:_BATCH_GET_LIMIT], pending[_BATCH_GET_LIMIT:]
             request: dict[str, Any] = {
                 self.name: {
-                    "Keys": [{n: ser(v) for n, v in k.items()} for k in chunk],
+                    "Keys": chunk,
                     "ConsistentRead": consistent_read,
                 }
             }
             for attempt in range(_MAX_BATCH_ATTEMPTS):
                 response = self._request("batch_get_item", target=client, RequestItems=request)
-                for raw in response.get("Responses", {}).get(self.name, []):
-                    stored = {n: de(v) for n, v in raw.items()}
+                for stored in response.get("Responses", {}).get(self.name, []):
                     item = self.sealer.open(stored)
                     found[self.sealer._key_bytes(stored)] = item
                 request = response.get("UnprocessedKeys") or {}

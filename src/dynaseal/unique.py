@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
@@ -58,8 +57,6 @@ class UniqueGuard:
         self.lease_seconds = lease_seconds
         self._indexes = [(src, ix) for src, ix in table.schema.blind_indexes.items() if ix.unique]
         self._keys: dict[str, bytes] = {}
-        self._ser = TypeSerializer()
-        self._de = TypeDeserializer()
 
     # -- claims -----------------------------------------------------------------------------
 
@@ -73,29 +70,31 @@ class UniqueGuard:
         return h.finalize()
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
+        # The resource's client (de)serialises resource-layer values itself.
         return self._table._request(operation, target=self._client,
                                     TableName=self.claims_table, **kwargs)
 
     def _get(self, cid: bytes) -> dict[str, Any] | None:
-        raw = self._call("get_item", Key={"claim": {"B": cid}}, ConsistentRead=True).get("Item")
-        return None if raw is None else {k: self._de.deserialize(v) for k, v in raw.items()}
+        item: dict[str, Any] | None = self._call("get_item", Key={"claim": cid},
+                                                 ConsistentRead=True).get("Item")
+        return item
 
     def _write(self, cid: bytes, owner: Mapping[str, Any], token: bytes,
                expected_token: bytes | None) -> bool:
         lease_until = int((time.time() + self.lease_seconds) * 1000)
         item = {
-            "claim": {"B": cid},
-            "owner": self._ser.serialize(dict(owner)),
-            "token": {"B": token},
-            "state": {"S": PENDING},
-            "lease_until": {"N": str(lease_until)},
+            "claim": cid,
+            "owner": dict(owner),
+            "token": token,
+            "state": PENDING,
+            "lease_until": lease_until,
         }
         if expected_token is None:
             condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(claim)"}
         else:
             condition = {"ConditionExpression": "#t = :t",
                          "ExpressionAttributeNames": {"#t": "token"},
-                         "ExpressionAttributeValues": {":t": {"B": expected_token}}}
+                         "ExpressionAttributeValues": {":t": expected_token}}
         try:
             self._call("put_item", Item=item, **condition)
         except ClientError as e:
@@ -106,20 +105,20 @@ class UniqueGuard:
 
     def _promote(self, cid: bytes, token: bytes) -> None:
         try:
-            self._call("update_item", Key={"claim": {"B": cid}},
+            self._call("update_item", Key={"claim": cid},
                        UpdateExpression="SET #s = :held REMOVE lease_until",
                        ConditionExpression="#t = :t",
                        ExpressionAttributeNames={"#s": "state", "#t": "token"},
-                       ExpressionAttributeValues={":held": {"S": HELD}, ":t": {"B": token}})
+                       ExpressionAttributeValues={":held": HELD, ":t": token})
         except ClientError as e:
             if not _conditional_failed(e):
                 raise
 
     def _delete(self, cid: bytes, token: bytes) -> None:
         try:
-            self._call("delete_item", Key={"claim": {"B": cid}}, ConditionExpression="#t = :t",
+            self._call("delete_item", Key={"claim": cid}, ConditionExpression="#t = :t",
                        ExpressionAttributeNames={"#t": "token"},
-                       ExpressionAttributeValues={":t": {"B": token}})
+                       ExpressionAttributeValues={":t": token})
         except ClientError as e:
             if not _conditional_failed(e):
                 raise
