@@ -31,6 +31,7 @@ __all__ = [
     "item_size",
     "read_varint",
     "to_python",
+    "value_size",
     "varint",
 ]
 
@@ -186,6 +187,11 @@ def _encode_set(value: set[Any] | frozenset[Any], path: str) -> bytes:
 
 def decode_value(data: bytes) -> Any:
     """Inverse of :func:`encode_value`; raises ValueError on any malformed input."""
+    tag = data[0] if data else 0
+    if tag == T_S:
+        return data[1:].decode("utf-8")
+    if tag == T_B:
+        return data[1:]
     value, pos = _decode(memoryview(data), 0, len(data), 0)
     if pos != len(data):
         raise ValueError("trailing bytes")
@@ -278,7 +284,8 @@ def to_python(value: Any) -> Any:
     return value
 
 
-def _value_size(value: Any) -> int:
+def value_size(value: Any) -> int:
+    """DynamoDB's size accounting for one value (an upper estimate for numbers)."""
     if isinstance(value, str):
         return len(value.encode("utf-8"))
     if isinstance(value, bool) or value is None:
@@ -290,14 +297,14 @@ def _value_size(value: Any) -> int:
     if isinstance(value, Binary):
         return len(as_bytes(value))
     if isinstance(value, Mapping):
-        return 3 + sum(len(k.encode("utf-8")) + _value_size(v) + 1 for k, v in value.items())
+        return 3 + sum(len(k.encode("utf-8")) + value_size(v) + 1 for k, v in value.items())
     if isinstance(value, list | tuple):
-        return 3 + sum(_value_size(v) + 1 for v in value)
+        return 3 + sum(value_size(v) + 1 for v in value)
     if isinstance(value, set | frozenset):
-        return sum(_value_size(v) for v in value)
+        return sum(value_size(v) for v in value)
     return 0
 
 
 def item_size(item: Mapping[str, Any]) -> int:
     """Upper estimate of DynamoDB's size accounting (names plus values) for an item."""
-    return sum(len(name.encode("utf-8")) + _value_size(v) for name, v in item.items())
+    return sum(len(name.encode("utf-8")) + value_size(v) for name, v in item.items())

@@ -11,6 +11,7 @@ import base64
 import binascii
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import secrets
@@ -55,11 +56,17 @@ class _Key:
     aead: AESGCM = field(repr=False)
 
 
-def _context_bytes(key_id: str, context: Mapping[str, str]) -> bytes:
+@functools.lru_cache(maxsize=1024)
+def _context_bytes_cached(key_id: str, items: tuple[tuple[str, str], ...]) -> bytes:
     parts = [_WRAP_LABEL, key_id.encode()]
-    for k in sorted(context):
-        parts += [k.encode(), context[k].encode()]
+    for k, v in items:
+        parts += [k.encode(), v.encode()]
     return b"".join(len(p).to_bytes(4, "big") + p for p in parts)
+
+
+def _context_bytes(key_id: str, context: Mapping[str, str]) -> bytes:
+    """Associated data of a wrapped key: the key id and the sorted context."""
+    return _context_bytes_cached(key_id, tuple(sorted(context.items())))
 
 
 def _new_key_id(existing: Iterator[str] | Sequence[str]) -> str:

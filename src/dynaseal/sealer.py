@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from . import codec
 from .codec import read_varint, varint
 from .errors import IntegrityError, InvalidItemError, KeyNotFoundError
-from .keyring import PROVIDER_LOCAL, DataKey, Keyring, UnwrapError, WrappedKey
+from .keyring import PROVIDER_LOCAL, Keyring, UnwrapError, WrappedKey
 from .schema import HEADER_ATTRIBUTE, Action, Schema
 
 __all__ = ["FORMAT_VERSION", "Header", "ItemSealer", "describe_key"]
@@ -43,7 +43,32 @@ _MAX_KEY_BYTES = {0: 2048, 1: 1024}
 
 
 def _lp(data: bytes) -> bytes:
-    return varint(len(data)) + data
+    n = len(data)
+    return (bytes((n,)) if n < 0x80 else varint(n)) + data
+
+
+_ACTION_BYTE = {Action.ENCRYPT: b"\x01", Action.SIGN: b"\x02"}
+
+
+class _Names:
+    """Per-name constants (UTF-8 and its length-prefixed form), cached: names repeat."""
+
+    __slots__ = ("_cache",)
+    _LIMIT = 4096
+
+    def __init__(self) -> None:
+        self._cache: dict[str, bytes] = {}
+
+    def lp(self, name: str) -> bytes:
+        found = self._cache.get(name)
+        if found is None:
+            found = _lp(name.encode("utf-8"))
+            if len(self._cache) < self._LIMIT:
+                self._cache[name] = found
+        return found
+
+
+_NAMES = _Names()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,24 +82,21 @@ class Header:
     signed: tuple[str, ...]
 
     def encode(self) -> bytes:
-        out = bytearray((self.version, len(self.salt)))
-        out += self.salt
-        out.append(len(self.wrapped))
+        parts = [bytes((self.version, len(self.salt))), self.salt, bytes((len(self.wrapped),))]
         for w in self.wrapped:
-            out.append(w.provider)
-            out += _lp(_encode_key_id(w.provider, w.key_id))
-            out += _lp(w.ciphertext)
+            parts += [bytes((w.provider,)), _lp(_encode_key_id(w.provider, w.key_id)),
+                      _lp(w.ciphertext)]
+        lp = _NAMES.lp
         for names in (self.encrypted, self.signed):
-            out += varint(len(names))
-            for name in names:
-                out += _lp(name.encode("utf-8"))
-        return bytes(out)
+            parts.append(varint(len(names)))
+            parts += [lp(name) for name in names]
+        return b"".join(parts)
 
     @classmethod
     def decode(cls, data: bytes) -> tuple[Header, int]:
         """Parse a header body; return it and the offset where the signature starts."""
-        if not data:
-            raise ValueError("empty header")
+        if len(data) < 3:
+            raise ValueError("truncated header")
         version = data[0]
         if version != FORMAT_VERSION:
             raise ValueError(f"unknown format version {version}")
@@ -100,18 +122,24 @@ class Header:
         lists: list[tuple[str, ...]] = []
         for _ in range(2):
             n, pos = read_varint(data, pos)
-            names = []
-            for _ in range(n):
+            names: list[str] = []
+            prev = b""
+            for i in range(n):
                 raw, pos = _read_lp(data, pos)
+                if i and raw <= prev:
+                    raise ValueError("attribute names not in canonical order")
+                prev = raw
                 names.append(raw.decode("utf-8"))
-            if names != sorted(names, key=lambda s: s.encode("utf-8")) or len(set(names)) != n:
-                raise ValueError("attribute names not in canonical order")
             lists.append(tuple(names))
         return cls(version, salt, tuple(wrapped), lists[0], lists[1]), pos
 
 
 def _read_lp(data: bytes, pos: int) -> tuple[bytes, int]:
-    n, pos = read_varint(data, pos)
+    n = data[pos] if pos < len(data) else 0x80
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_varint(data, pos)
     if pos + n > len(data):
         raise ValueError("truncated header")
     return data[pos : pos + n], pos + n
@@ -219,60 +247,69 @@ class ItemSealer:
         schema = self.schema
         plain = schema.plain
         sign = schema.sign
-        to_encrypt: list[tuple[bytes, str, bytes]] = []
-        to_sign: list[tuple[bytes, str, bytes]] = []
+        encode = codec.encode_value
+        to_encrypt: list[tuple[str, bytes]] = []
+        to_sign: list[tuple[str, bytes]] = []
         out: dict[str, Any] = {}
+        size = 0
         for name, value in item.items():
-            if not isinstance(name, str) or not name:
+            if type(name) is not str or not name:
                 raise InvalidItemError(
                     f"table {self.table_name!r}: attribute names must be non-empty strings"
                 )
             if name in keys:
                 out[name] = value
+                size += codec.value_size(value)
             elif name in plain:
-                codec.encode_value(value, name)
+                encode(value, name)
                 out[name] = value
+                size += codec.value_size(value)
             elif name == HEADER_ATTRIBUTE or name in self._index_attrs:
                 raise InvalidItemError(
                     f"table {self.table_name!r}: attribute {name!r} is reserved for dynaseal"
                 )
             elif name in sign:
-                to_sign.append((name.encode("utf-8"), name, codec.encode_value(value, name)))
+                to_sign.append((name, encode(value, name)))
                 out[name] = value
+                size += codec.value_size(value)
             else:
-                to_encrypt.append((name.encode("utf-8"), name, codec.encode_value(value, name)))
+                to_encrypt.append((name, encode(value, name)))
         for src, index in schema.blind_indexes.items():
             if src in item:
                 digest = index.compute(self._index_key(src), item[src])
-                to_sign.append((index.attribute.encode("utf-8"), index.attribute,
-                                codec.encode_value(digest)))
+                to_sign.append((index.attribute, encode(digest)))
                 out[index.attribute] = digest
-        to_encrypt.sort(key=lambda e: e[0])
-        to_sign.sort(key=lambda e: e[0])
+                size += len(digest)
+        # str order is code point order, which is UTF-8 byte order: the canonical order
+        to_encrypt.sort()
+        to_sign.sort()
 
         data_key = self.keyring.new_data_key(self._context)
         salt = b"" if data_key.single_use else secrets.token_bytes(SALT_BYTES)
-        enc_key, mac_key = _item_keys(data_key, salt)
+        enc_key, mac_key = _item_keys_raw(data_key.plaintext, salt)
         key_bytes = self._key_bytes(item)
         aad_prefix = _AAD_LABEL + self._table_lp + key_bytes
-        aead = AESGCM(enc_key)
-        sig_parts: list[tuple[bytes, int, bytes]] = []
-        for i, (raw_name, name, plaintext) in enumerate(to_encrypt):
-            ct = aead.encrypt(i.to_bytes(12, "big"), plaintext, aad_prefix + _lp(raw_name))
+        encrypt = AESGCM(enc_key).encrypt
+        lp = _NAMES.lp
+        sig_parts: list[tuple[str, bytes, bytes]] = []
+        for i, (name, plaintext) in enumerate(to_encrypt):
+            ct = encrypt(i.to_bytes(12, "big"), plaintext, aad_prefix + lp(name))
             out[name] = ct
-            sig_parts.append((raw_name, Action.ENCRYPT, ct[-TAG_BYTES:]))
-        for raw_name, _name, encoded in to_sign:
-            sig_parts.append((raw_name, Action.SIGN, encoded))
+            size += len(ct)
+            sig_parts.append((name, b"\x01", ct[-TAG_BYTES:]))
+        for name, encoded in to_sign:
+            sig_parts.append((name, b"\x02", encoded))
         header = Header(
             FORMAT_VERSION,
             salt,
             data_key.wrapped,
-            tuple(e[1] for e in to_encrypt),
-            tuple(e[1] for e in to_sign),
+            tuple(e[0] for e in to_encrypt),
+            tuple(e[0] for e in to_sign),
         ).encode()
         signature = self._sign(mac_key, key_bytes, header, sig_parts)
         out[HEADER_ATTRIBUTE] = header + signature
-        size = codec.item_size(out)
+        # name sizes from the cached length-prefixed forms: exact below 128 bytes, over above
+        size += len(header) + SIG_BYTES + sum(len(lp(n)) - 1 for n in out)
         if size > codec.MAX_ITEM_BYTES:
             raise InvalidItemError(
                 f"table {self.table_name!r}: sealed item is {size} bytes, over DynamoDB's "
@@ -285,13 +322,15 @@ class ItemSealer:
         mac_key: bytes,
         key_bytes: bytes,
         header: bytes,
-        parts: list[tuple[bytes, int, bytes]],
+        parts: list[tuple[str, bytes, bytes]],
     ) -> bytes:
-        parts.sort(key=lambda p: p[0])
+        parts.sort(key=_first)
+        lp = _NAMES.lp
+        chunks = [_SIG_LABEL, self._table_lp, key_bytes, _lp(header)]
+        for name, action, value in parts:
+            chunks += [lp(name), action, _lp(value)]
         h = crypto_hmac.HMAC(mac_key, hashes.SHA256())
-        h.update(_SIG_LABEL + self._table_lp + key_bytes + _lp(header))
-        for raw_name, action, value in parts:
-            h.update(_lp(raw_name) + bytes((action,)) + _lp(value))
+        h.update(b"".join(chunks))
         return h.finalize()
 
     def _index_key(self, source: str) -> bytes:
@@ -303,105 +342,105 @@ class ItemSealer:
 
     # -- opening ----------------------------------------------------------------------------
 
+    def _fail(self, stored: Mapping[str, Any], reason: str = "item failed authentication"
+              ) -> IntegrityError:
+        return IntegrityError(self.table_name, describe_key(self.schema, stored), reason)
+
     def open(self, stored: Mapping[str, Any]) -> dict[str, Any]:
         """Verify and decrypt a stored item; raise IntegrityError on any tampering."""
-        where = describe_key(self.schema, stored)
-        table = self.table_name
-
-        def fail(reason: str = "item failed authentication") -> IntegrityError:
-            return IntegrityError(table, where, reason)
-
+        fail = self._fail
         raw = stored.get(HEADER_ATTRIBUTE)
         if raw is None:
-            raise fail("item is not sealed (no dynaseal header)")
-        if isinstance(raw, Binary):
-            raw = codec.as_bytes(raw)
-        if not isinstance(raw, bytes | bytearray):
-            raise fail("dynaseal header is not binary")
-        raw = bytes(raw)
+            raise fail(stored, "item is not sealed (no dynaseal header)")
+        if not isinstance(raw, bytes | bytearray | Binary):
+            raise fail(stored, "dynaseal header is not binary")
+        raw = codec.as_bytes(raw)
         try:
             header, sig_at = Header.decode(raw)
         except (ValueError, UnicodeDecodeError, IndexError) as e:
-            raise fail(f"malformed dynaseal header ({e})") from None
+            raise fail(stored, f"malformed dynaseal header ({e})") from None
         if len(raw) - sig_at != SIG_BYTES:
-            raise fail("malformed dynaseal header (signature length)")
-        for name in self.schema.key_names:
+            raise fail(stored, "malformed dynaseal header (signature length)")
+        key_names = self.schema.key_names
+        for name in key_names:
             if name not in stored:
-                raise fail("key attribute missing")
+                raise fail(stored, "key attribute missing")
         try:
             self._check_key(stored)
             key_bytes = self._key_bytes(stored)
         except InvalidItemError:
-            raise fail("malformed key attribute") from None
-        expected = set(header.encrypted) | set(header.signed)
-        key_names = self.schema.key_names
-        plain = self.schema.plain
-        for name in stored:
-            if name in expected or name in key_names or name == HEADER_ATTRIBUTE:
-                continue
-            if name not in plain:
-                raise fail("attribute set differs from the sealed one (attribute added)")
-        for name in expected:
+            raise fail(stored, "malformed key attribute") from None
+        encrypted = header.encrypted
+        signed = header.signed
+        n_expected = len(encrypted) + len(signed) + len(key_names) + 1
+        if len(stored) != n_expected:
+            # only attributes the schema now calls plain may come on top of the sealed ones
+            sealed = {*encrypted, *signed}
+            plain = self.schema.plain
+            extra = sum(1 for n in stored if n in plain and n not in sealed)
+            if len(stored) - extra != n_expected:
+                raise fail(stored, "attribute set differs from the sealed one")
+        for name in (*encrypted, *signed):
             if name not in stored or name in key_names or name == HEADER_ATTRIBUTE:
-                raise fail("attribute set differs from the sealed one (attribute removed)")
+                raise fail(stored, "attribute set differs from the sealed one")
 
         try:
             plaintext_key = self.keyring.decrypt_data_key(header.wrapped, self._context)
         except UnwrapError:
-            raise fail("data key failed to authenticate") from None
+            raise fail(stored, "data key failed to authenticate") from None
         if plaintext_key is None:
-            raise KeyNotFoundError(table, where, tuple(w.key_id for w in header.wrapped))
+            raise KeyNotFoundError(self.table_name, describe_key(self.schema, stored),
+                                   tuple(w.key_id for w in header.wrapped))
         enc_key, mac_key = _item_keys_raw(plaintext_key, header.salt)
 
         ciphertexts: list[bytes] = []
-        sig_parts: list[tuple[bytes, int, bytes]] = []
-        for name in header.encrypted:
+        sig_parts: list[tuple[str, bytes, bytes]] = []
+        for name in encrypted:
             value = stored[name]
-            if isinstance(value, Binary):
-                value = codec.as_bytes(value)
-            if not isinstance(value, bytes | bytearray) or len(value) < TAG_BYTES + 1:
-                raise fail()
-            value = bytes(value)
+            if not isinstance(value, bytes | bytearray | Binary):
+                raise fail(stored)
+            value = codec.as_bytes(value)
+            if len(value) <= TAG_BYTES:
+                raise fail(stored)
             ciphertexts.append(value)
-            sig_parts.append((name.encode("utf-8"), Action.ENCRYPT, value[-TAG_BYTES:]))
-        signed_values: dict[str, Any] = {}
-        for name in header.signed:
+            sig_parts.append((name, b"\x01", value[-TAG_BYTES:]))
+        result: dict[str, Any] = {}
+        for name in signed:
             value = codec.to_python(stored[name])
             try:
                 encoded = codec.encode_value(value, name)
             except InvalidItemError:
-                raise fail() from None
-            signed_values[name] = value
-            sig_parts.append((name.encode("utf-8"), Action.SIGN, encoded))
-        signature = self._sign(mac_key, key_bytes, raw[:sig_at], sig_parts)
-        if not hmac.compare_digest(signature, raw[sig_at:]):
-            raise fail("item signature does not match")
-
-        result: dict[str, Any] = {}
-        for name in key_names:
-            result[name] = codec.to_python(stored[name])
-        aead = AESGCM(enc_key)
-        aad_prefix = _AAD_LABEL + self._table_lp + key_bytes
-        for i, (name, ct) in enumerate(zip(header.encrypted, ciphertexts, strict=True)):
-            try:
-                plaintext = aead.decrypt(i.to_bytes(12, "big"), ct,
-                                         aad_prefix + _lp(name.encode("utf-8")))
-                result[name] = codec.decode_value(plaintext)
-            except InvalidTag:
-                raise fail() from None
-            except (ValueError, UnicodeDecodeError):
-                raise fail("encrypted value is malformed") from None
-        for name, value in signed_values.items():
+                raise fail(stored) from None
             if name not in self._index_attrs:
                 result[name] = value
-        for name in stored:
-            if name in plain and name not in result:
-                result[name] = codec.to_python(stored[name])
+            sig_parts.append((name, b"\x02", encoded))
+        signature = self._sign(mac_key, key_bytes, raw[:sig_at], sig_parts)
+        if not hmac.compare_digest(signature, raw[sig_at:]):
+            raise fail(stored, "item signature does not match")
+
+        for name in key_names:
+            result[name] = codec.to_python(stored[name])
+        decrypt = AESGCM(enc_key).decrypt
+        aad_prefix = _AAD_LABEL + self._table_lp + key_bytes
+        lp = _NAMES.lp
+        for i, name in enumerate(encrypted):
+            try:
+                plaintext = decrypt(i.to_bytes(12, "big"), ciphertexts[i], aad_prefix + lp(name))
+                result[name] = codec.decode_value(plaintext)
+            except InvalidTag:
+                raise fail(stored) from None
+            except (ValueError, UnicodeDecodeError):
+                raise fail(stored, "encrypted value is malformed") from None
+        if len(stored) > n_expected:
+            plain = self.schema.plain
+            for name in stored:
+                if name in plain and name not in result:
+                    result[name] = codec.to_python(stored[name])
         return result
 
 
-def _item_keys(data_key: DataKey, salt: bytes) -> tuple[bytes, bytes]:
-    return _item_keys_raw(data_key.plaintext, salt)
+def _first(part: tuple[str, bytes, bytes]) -> str:
+    return part[0]
 
 
 def _item_keys_raw(data_key: bytes, salt: bytes) -> tuple[bytes, bytes]:
