@@ -65,15 +65,19 @@ class SealedTable:
 
     def _request(self, operation: str, key: Mapping[str, Any] | None = None,
                  target: Any = None, **kwargs: Any) -> Any:
-        where = describe_key(self.schema, key) if key is not None else ""
-        log.debug("dynamodb %s table=%s %s", operation, self.name, where)
+        debug = log.isEnabledFor(logging.DEBUG)
+        where = describe_key(self.schema, key) if debug and key is not None else ""
+        if debug:
+            log.debug("dynamodb %s table=%s %s", operation, self.name, where)
         method: Callable[..., Any] = getattr(target if target is not None else self._table,
                                              operation)
         try:
             return method(**kwargs)
         except ClientError as e:
-            code = e.response.get("Error", {}).get("Code", "?")
-            log.debug("dynamodb %s table=%s %s failed: %s", operation, self.name, where, code)
+            if debug:
+                code = e.response.get("Error", {}).get("Code", "?")
+                log.debug("dynamodb %s table=%s %s failed: %s", operation, self.name, where,
+                          code)
             raise
 
     # -- single items -----------------------------------------------------------------------
