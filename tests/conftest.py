@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,19 @@ def dynamodb(dynalite: LocalDynamoDB) -> Any:
     return boto3.resource("dynamodb", endpoint_url=dynalite.endpoint_url, region_name="us-east-1")
 
 
-@pytest.fixture
+def _wait_active(table: Any, timeout: float = 10.0) -> None:
+    """Poll every 20 ms: boto3's waiter sleeps 20 s when dynalite still says CREATING."""
+    deadline = time.monotonic() + timeout
+    client = table.meta.client
+    while time.monotonic() < deadline:
+        status = client.describe_table(TableName=table.name)["Table"]["TableStatus"]
+        if status == "ACTIVE":
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"table {table.name} not ACTIVE after {timeout}s")
+
+
+@pytest.fixture(scope="session")
 def make_table(dynamodb: Any) -> Callable[..., Any]:
     """Create a fresh table: ``make_table(pk="user_id", sk=None, pk_type="S", gsis=())``."""
 
@@ -78,7 +91,7 @@ def make_table(dynamodb: Any) -> Callable[..., Any]:
                                   for n, t in attrs.items()],
             **kwargs,
         )
-        table.wait_until_exists()
+        _wait_active(table)
         return table
 
     return create

@@ -83,6 +83,8 @@ class BlindIndex:
         """Canonical bytes of the normalised value: what is indexed and what is compared."""
         if isinstance(value, str):
             value = self._fn(value)
+        elif isinstance(value, bool):
+            raise InvalidItemError("blind index: booleans cannot be indexed")
         elif isinstance(value, float):
             raise InvalidItemError("blind index: float is not supported; use decimal.Decimal")
         elif not isinstance(value, int | Decimal | bytes | bytearray):

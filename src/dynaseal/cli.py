@@ -9,6 +9,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from .errors import DynasealError
 from .local_keyring import LocalKeyring
 
@@ -79,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except DynasealError as e:
         print(f"dynaseal: error: {e}", file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError) as e:
+        print(f"dynaseal: error: AWS request failed: {e}", file=sys.stderr)
         return 1
 
 

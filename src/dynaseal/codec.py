@@ -88,14 +88,26 @@ def canonical_number(value: Decimal | int, path: str = "value") -> str:
         raise InvalidItemError(f"{path}: DynamoDB numbers must be finite")
     if not d:
         return "0"
-    n = d.normalize(_WIDE)
-    t = n.as_tuple()
-    if len(t.digits) > _MAX_DIGITS:
+    if not _MIN_ADJUSTED <= d.adjusted() <= _MAX_ADJUSTED:
+        raise InvalidItemError(f"{path}: number out of DynamoDB's range (1E-130 to 9.99E+125)")
+    digits = d.as_tuple().digits
+    significant = len(digits)
+    while significant and digits[significant - 1] == 0:
+        significant -= 1
+    if significant > _MAX_DIGITS:
         raise InvalidItemError(f"{path}: DynamoDB numbers hold at most 38 significant digits")
+    n = d.normalize(_WIDE)  # exact: at most 38 digits, exponent well inside _WIDE
     adjusted = n.adjusted()
     if adjusted < _MIN_ADJUSTED or adjusted > _MAX_ADJUSTED:
         raise InvalidItemError(f"{path}: number out of DynamoDB's range (1E-130 to 9.99E+125)")
     return format(n, "f")
+
+
+def _utf8(text: str, path: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidItemError(f"{path}: string is not valid Unicode text") from None
 
 
 def _lp(data: bytes) -> bytes:
@@ -106,7 +118,10 @@ def encode_value(value: Any, path: str = "value", depth: int = 0) -> bytes:
     """Encode one value (resource-layer Python types) to its canonical bytes."""
     t = type(value)
     if t is str:
-        return b"\x01" + str.encode(value, "utf-8")
+        try:
+            return b"\x01" + str.encode(value, "utf-8")
+        except UnicodeEncodeError:
+            raise InvalidItemError(f"{path}: string is not valid Unicode text") from None
     if t is bool:
         return b"\x04\x01" if value else b"\x04\x00"
     if t is int or t is Decimal:
@@ -120,7 +135,7 @@ def encode_value(value: Any, path: str = "value", depth: int = 0) -> bytes:
     if isinstance(value, bytearray | memoryview):
         return b"\x03" + bytes(value)
     if isinstance(value, str):
-        return b"\x01" + str(value).encode("utf-8")
+        return encode_value(str(value), path, depth)
     if isinstance(value, bool):
         return b"\x04\x01" if value else b"\x04\x00"
     if isinstance(value, int | Decimal):
@@ -134,7 +149,7 @@ def encode_value(value: Any, path: str = "value", depth: int = 0) -> bytes:
         for k, v in value.items():
             if not isinstance(k, str):
                 raise InvalidItemError(f"{path}: map keys must be str")
-            entries.append((k.encode("utf-8"), encode_value(v, f"{path}.{k}", depth + 1)))
+            entries.append((_utf8(k, path), encode_value(v, f"{path}.<map>", depth + 1)))
         entries.sort(key=lambda e: e[0])
         out = bytearray(b"\x07")
         out += varint(len(entries))
@@ -161,7 +176,7 @@ def _encode_set(value: set[Any] | frozenset[Any], path: str) -> bytes:
     for e in value:
         if isinstance(e, str):
             kinds.add(T_SS)
-            elems.append(e.encode("utf-8"))
+            elems.append(_utf8(e, path))
         elif isinstance(e, bool | float):
             raise InvalidItemError(f"{path}: sets hold only strings, numbers or binary")
         elif isinstance(e, int | Decimal):

@@ -41,8 +41,9 @@ def effective_endpoint(service: str, endpoint_url: str | None) -> str | None:
     return env or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
-def check_endpoint(endpoint_url: str | None, *, source: str = "endpoint_url") -> None:
-    """Refuse anything but https, or http on a loopback address (logged once per client)."""
+def check_endpoint(endpoint_url: str | None, *, source: str = "endpoint_url",
+                   warn: bool = False) -> None:
+    """Refuse anything but https, or http on a loopback address (with ``warn``, logged)."""
     if endpoint_url is None:
         return
     parts = urlsplit(endpoint_url)
@@ -51,8 +52,9 @@ def check_endpoint(endpoint_url: str | None, *, source: str = "endpoint_url") ->
     if scheme == "https" and host:
         return
     if scheme == "http" and host and is_loopback(host):
-        log.warning("dynaseal: plaintext HTTP to %s (loopback, local development only)",
-                    f"{host}:{parts.port}" if parts.port else host)
+        if warn:
+            log.warning("dynaseal: plaintext HTTP to %s (loopback, local development only)",
+                        f"{host}:{parts.port}" if parts.port else host)
         return
     if scheme == "http":
         raise ConfigError(
@@ -78,15 +80,14 @@ def connect(
     if use_ssl is False:
         raise ConfigError("use_ssl=False is refused: connections to AWS use TLS")
     session = session or boto3.session.Session()
-    region = region or session.region_name
+    region = region or os.environ.get("AWS_REGION") or session.region_name
     if not region:
         raise ConfigError(
             "no AWS region: set [dynamodb] region in the config, or AWS_REGION / "
             "AWS_DEFAULT_REGION"
         )
-    endpoint = effective_endpoint(service, endpoint_url)
-    source = "endpoint_url" if endpoint_url else "AWS_ENDPOINT_URL environment"
-    check_endpoint(endpoint, source=source)
+    if endpoint_url is not None:
+        check_endpoint(endpoint_url)
     kwargs: dict[str, Any] = {
         "region_name": region,
         "config": BotoConfig(retries={"mode": "standard", "max_attempts": max_attempts}),
@@ -96,4 +97,11 @@ def connect(
     if isinstance(verify, str):
         kwargs["verify"] = verify
     factory = session.resource if resource else session.client
-    return factory(service, **kwargs)
+    built = factory(service, **kwargs)
+    # botocore has now resolved the endpoint from every source (argument, AWS_ENDPOINT_URL*,
+    # the shared config file); check what it will really use, before any request is sent
+    client = built.meta.client if resource else built
+    resolved = client.meta.endpoint_url
+    source = "endpoint_url" if endpoint_url else "endpoint from the AWS environment or config"
+    check_endpoint(resolved, source=source, warn=True)
+    return built

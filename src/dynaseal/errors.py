@@ -30,18 +30,16 @@ class IntegrityError(DynasealError):
         super().__init__(f"{reason} (table {table!r}, key {key})")
 
 
-class KeyNotFoundError(DynasealError):
-    """An item was sealed under a key the keyring does not hold (retired, or another keyset)."""
+class KeyNotFoundError(IntegrityError):
+    """No key this keyring holds is named by the item: sealed under a retired key or another
+    keyset, or its key id was tampered with. A kind of IntegrityError: the item cannot be
+    authenticated either way."""
 
     def __init__(self, table: str, key: str, key_ids: tuple[str, ...]) -> None:
-        self.table = table
-        self.key = key
         self.key_ids = key_ids
         wanted = ", ".join(repr(k) for k in key_ids)
-        super().__init__(
-            f"no key in the keyring can open this item: it names key id {wanted} "
-            f"(table {table!r}, key {key})"
-        )
+        super().__init__(table, key, f"no key in the keyring can open this item: it names "
+                                     f"key id {wanted}")
 
 
 class InvalidItemError(DynasealError, ValueError):

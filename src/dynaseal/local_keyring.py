@@ -117,6 +117,8 @@ class LocalKeyring(Keyring):
             raise DynasealError(
                 f"{p}: a key file already exists; refusing to overwrite it"
             ) from None
+        except OSError as e:
+            raise DynasealError(f"{p}: cannot create the key file ({e.strerror})") from None
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(data)
             f.flush()

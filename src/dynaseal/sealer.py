@@ -210,7 +210,13 @@ class ItemSealer:
                 )
             value = item[name]
             if isinstance(value, str):
-                size = len(value.encode("utf-8"))
+                try:
+                    size = len(value.encode("utf-8"))
+                except UnicodeEncodeError:
+                    raise InvalidItemError(
+                        f"table {self.table_name!r}: key attribute {name!r} is not valid "
+                        "Unicode text"
+                    ) from None
             elif isinstance(value, bytes | bytearray | Binary):
                 size = len(codec.as_bytes(value))
             elif isinstance(value, Decimal) or (
@@ -252,11 +258,18 @@ class ItemSealer:
         to_sign: list[tuple[str, bytes]] = []
         out: dict[str, Any] = {}
         size = 0
+        lp = _NAMES.lp
         for name, value in item.items():
             if type(name) is not str or not name:
                 raise InvalidItemError(
                     f"table {self.table_name!r}: attribute names must be non-empty strings"
                 )
+            try:
+                lp(name)
+            except UnicodeEncodeError:
+                raise InvalidItemError(
+                    f"table {self.table_name!r}: an attribute name is not valid Unicode text"
+                ) from None
             if name in keys:
                 out[name] = value
                 size += codec.value_size(value)
@@ -290,7 +303,6 @@ class ItemSealer:
         key_bytes = self._key_bytes(item)
         aad_prefix = _AAD_LABEL + self._table_lp + key_bytes
         encrypt = AESGCM(enc_key).encrypt
-        lp = _NAMES.lp
         sig_parts: list[tuple[str, bytes, bytes]] = []
         for i, (name, plaintext) in enumerate(to_encrypt):
             ct = encrypt(i.to_bytes(12, "big"), plaintext, aad_prefix + lp(name))

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
-from boto3.dynamodb.conditions import Attr
+from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from .errors import DynasealError, InvalidItemError
@@ -205,17 +205,15 @@ class SealedTable:
         if index is None:
             raise InvalidItemError(f"table {self.name!r}: no blind index on {source!r}")
         _refuse(kwargs, {"IndexName", "KeyConditionExpression"} | _PARTIAL_READ_ARGS, "find")
-        from boto3.dynamodb.conditions import Key
-
         wanted = index.normalized(value)
         digest = index.compute(self.sealer._index_key(source), value)
-        for item in self._pages("query", {
+        pages = self._pages("query", {
             "IndexName": index.attribute,
             "KeyConditionExpression": Key(index.attribute).eq(digest),
             **kwargs,
-        }):
-            if source in item and _normal_or_none(index, item[source]) == wanted:
-                yield item
+        })
+        return (item for item in pages
+                if source in item and _normal_or_none(index, item[source]) == wanted)
 
     def update_item(
         self,

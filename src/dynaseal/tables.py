@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from .errors import DynasealError
 from .schema import Schema
 
 __all__ = ["claims_table_name", "create_table"]
@@ -44,7 +46,7 @@ def create_table(resource: Any, table_name: str, schema: Schema,
 def _create(resource: Any, name: str, key_schema: list[dict[str, str]], attrs: dict[str, str],
             kwargs: dict[str, Any]) -> str:
     try:
-        table = resource.create_table(
+        resource.create_table(
             TableName=name,
             KeySchema=key_schema,
             AttributeDefinitions=[{"AttributeName": n, "AttributeType": t}
@@ -56,5 +58,19 @@ def _create(resource: Any, name: str, key_schema: list[dict[str, str]], attrs: d
         if e.response.get("Error", {}).get("Code") == "ResourceInUseException":
             return f"table {name}: exists, left as it is"
         raise
-    table.wait_until_exists()
+    _wait_active(resource.meta.client, name)
     return f"table {name}: created"
+
+
+def _wait_active(client: Any, name: str, timeout: float = 600.0) -> None:
+    """Poll with a short, growing interval (boto3's waiter first sleeps 20 s)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while True:
+        status = client.describe_table(TableName=name)["Table"]["TableStatus"]
+        if status == "ACTIVE":
+            return
+        if time.monotonic() > deadline:
+            raise DynasealError(f"table {name}: still {status} after {timeout:.0f}s")
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
