@@ -90,7 +90,7 @@ def connect(
         check_endpoint(endpoint_url)
     kwargs: dict[str, Any] = {
         "region_name": region,
-        "config": BotoConfig(retries={"mode": "standard", "max_attempts": max_attempts}),
+        "config": BotoConfig(retries={"mode": "standard", "total_max_attempts": max_attempts}),
     }
     if endpoint_url:
         kwargs["endpoint_url"] = endpoint_url

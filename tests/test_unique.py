@@ -1,0 +1,417 @@
+"""Unique blind indexes: claims decide races, and a crash at any step never blocks a value."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import pytest
+from boto3.dynamodb.conditions import Attr
+from botocore.exceptions import ClientError
+
+from dynaseal import (
+    BlindIndex,
+    DynasealError,
+    LocalKeyring,
+    Schema,
+    SealedTable,
+    UniqueConstraintError,
+)
+from dynaseal.codec import as_bytes
+from dynaseal.tables import claims_table_name, create_table
+
+LEASE = 0.5
+
+
+def unique_schema(*, username: bool = False) -> Schema:
+    indexes = {"email": BlindIndex("email_bidx", bits=32, normalize="casefold", unique=True)}
+    if username:
+        indexes["username"] = BlindIndex("username_bidx", bits=32, normalize="strip-casefold",
+                                         unique=True)
+    return Schema("user_id", sign=["created_at"], blind_indexes=indexes)
+
+
+def _wait_active(client: Any, name: str) -> None:
+    """Poll briefly: boto3's waiter sleeps 20 s whenever its first look sees CREATING."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        desc = client.describe_table(TableName=name)["Table"]
+        gsis = desc.get("GlobalSecondaryIndexes", [])
+        if desc["TableStatus"] == "ACTIVE" and all(g["IndexStatus"] == "ACTIVE" for g in gsis):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"table {name} did not become ACTIVE")
+
+
+def _make(dynamodb: Any, keyring: LocalKeyring, schema: Schema) -> SealedTable:
+    """Create the table layout create_table() builds, then check create_table() agrees."""
+    name = f"uniq-{uuid.uuid4().hex[:10]}"
+    client = dynamodb.meta.client
+    attrs = [{"AttributeName": "user_id", "AttributeType": "S"}]
+    gsis = []
+    for index in schema.blind_indexes.values():
+        attrs.append({"AttributeName": index.attribute, "AttributeType": "B"})
+        gsis.append({"IndexName": index.attribute,
+                     "KeySchema": [{"AttributeName": index.attribute, "KeyType": "HASH"}],
+                     "Projection": {"ProjectionType": "ALL"}})
+    client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                        KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}],
+                        AttributeDefinitions=attrs, GlobalSecondaryIndexes=gsis)
+    client.create_table(TableName=claims_table_name(name), BillingMode="PAY_PER_REQUEST",
+                        KeySchema=[{"AttributeName": "claim", "KeyType": "HASH"}],
+                        AttributeDefinitions=[{"AttributeName": "claim", "AttributeType": "B"}])
+    _wait_active(client, name)
+    _wait_active(client, claims_table_name(name))
+    assert list(create_table(dynamodb, name, schema)) == [
+        f"table {name}: exists, left as it is",
+        f"table {name}.dynaseal-claims: exists, left as it is"]
+    return SealedTable(dynamodb.Table(name), schema=schema, keyring=keyring)
+
+
+@pytest.fixture
+def users(dynamodb: Any, keyring: LocalKeyring) -> SealedTable:
+    """A table whose e-mail is a unique, case-insensitive blind index."""
+    return _make(dynamodb, keyring, unique_schema())
+
+
+def _claims(users: SealedTable) -> list[dict[str, Any]]:
+    table = users.table.meta.client
+    out: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"TableName": claims_table_name(users.name),
+                              "ConsistentRead": True}
+    while True:
+        page = table.scan(**kwargs)
+        out.extend(page["Items"])
+        if "LastEvaluatedKey" not in page:
+            return out
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _claim_for(users: SealedTable, email: str, source: str = "email") -> dict[str, Any] | None:
+    index = users.schema.blind_indexes[source]
+    cid = users._unique.claim_id(source, index, email)
+    response = users.table.meta.client.get_item(TableName=claims_table_name(users.name),
+                                                Key={"claim": cid}, ConsistentRead=True)
+    return response.get("Item")
+
+
+def _stored_ids(users: SealedTable) -> list[str]:
+    items = users.table.scan(ConsistentRead=True)["Items"]
+    return sorted(i["user_id"] for i in items)
+
+
+def _holders(users: SealedTable, email: str) -> list[str]:
+    return sorted(i["user_id"] for i in users.find("email", email))
+
+
+def _user(uid: str, email: str | None, **extra: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {"user_id": uid, "created_at": "2026-03-01", **extra}
+    if email is not None:
+        item["email"] = email
+    return item
+
+
+# -- the basic contract -------------------------------------------------------------------
+
+
+def test_create_table_builds_table_gsi_and_claims_table(dynamodb, keyring):
+    schema = unique_schema()
+    name = f"uniq-{uuid.uuid4().hex[:10]}"
+    assert list(create_table(dynamodb, name, schema)) == [
+        f"table {name}: created", f"table {name}.dynaseal-claims: created"]
+    assert list(create_table(dynamodb, name, schema)) == [
+        f"table {name}: exists, left as it is",
+        f"table {name}.dynaseal-claims: exists, left as it is"]
+    client = dynamodb.meta.client
+    desc = client.describe_table(TableName=name)["Table"]
+    (gsi,) = desc["GlobalSecondaryIndexes"]
+    assert gsi["IndexName"] == "email_bidx"
+    assert gsi["KeySchema"] == [{"AttributeName": "email_bidx", "KeyType": "HASH"}]
+    desc = client.describe_table(TableName=claims_table_name(name))["Table"]
+    assert desc["KeySchema"] == [{"AttributeName": "claim", "KeyType": "HASH"}]
+    assert desc["AttributeDefinitions"] == [{"AttributeName": "claim", "AttributeType": "B"}]
+    # And the guard works on what it built.
+    users = SealedTable(dynamodb.Table(name), schema=schema, keyring=keyring)
+    users.put_item(_user("u1", "a@example.com"))
+    with pytest.raises(UniqueConstraintError):
+        users.put_item(_user("u2", "A@example.com"))
+
+
+def test_second_user_with_same_email_is_refused(users):
+    users.put_item(_user("u1", "Ada@Example.com"))
+    with pytest.raises(UniqueConstraintError) as e:
+        users.put_item(_user("u2", "ada@EXAMPLE.com", secret="s"))
+    err = e.value
+    assert isinstance(err, DynasealError)
+    assert err.table == users.name
+    assert err.index == "email"
+    assert err.key == "{user_id='u2'}"
+    assert str(err) == (f"another item already holds this 'email' value "
+                        f"(table {users.name!r}, key {{user_id='u2'}})")
+    assert "ada" not in str(err).lower()
+    # Nothing was written for u2: no item, no claim.
+    assert users.get_item({"user_id": "u2"}) is None
+    assert _stored_ids(users) == ["u1"]
+    (claim,) = _claims(users)
+    assert claim["owner"] == {"user_id": "u1"}
+    assert claim["state"] == "held"
+    assert "lease_until" not in claim
+    assert _holders(users, "ADA@example.com") == ["u1"]
+
+
+def test_claims_do_not_store_the_value(users):
+    users.put_item(_user("u1", "very-distinctive@example.com"))
+    (claim,) = _claims(users)
+    assert len(as_bytes(claim["claim"])) == 32
+    assert "distinctive" not in repr(claim)
+    assert set(claim) == {"claim", "owner", "token", "state"}
+
+
+def test_same_user_can_be_rewritten_with_the_same_email(users):
+    users.put_item(_user("u1", "ada@example.com", n=1))
+    users.put_item(_user("u1", "ada@example.com", n=2))
+    users.put_item(_user("u1", "ADA@example.com", n=3))
+    assert users.get_item({"user_id": "u1"}) == _user("u1", "ADA@example.com", n=Decimal(3))
+    (claim,) = _claims(users)
+    assert claim["owner"] == {"user_id": "u1"}
+    assert claim["state"] == "held"
+    with pytest.raises(UniqueConstraintError):
+        users.put_item(_user("u2", "ada@example.com"))
+
+
+def test_changing_email_frees_the_old_one(users):
+    users.put_item(_user("u1", "old@example.com"))
+    users.put_item(_user("u1", "new@example.com"))
+    assert _claim_for(users, "old@example.com") is None
+    users.put_item(_user("u2", "OLD@example.com"))
+    with pytest.raises(UniqueConstraintError):
+        users.put_item(_user("u3", "new@example.com"))
+    assert _holders(users, "old@example.com") == ["u2"]
+    assert _holders(users, "new@example.com") == ["u1"]
+    assert sorted(c["owner"]["user_id"] for c in _claims(users)) == ["u1", "u2"]
+
+
+def test_removing_the_email_frees_it(users):
+    users.put_item(_user("u1", "gone@example.com"))
+    users.put_item(_user("u1", None))
+    assert _claims(users) == []
+    users.put_item(_user("u2", "gone@example.com"))
+    assert _holders(users, "gone@example.com") == ["u2"]
+
+
+def test_deleting_the_user_frees_the_email(users):
+    users.put_item(_user("u1", "ada@example.com"))
+    assert users.delete_item({"user_id": "u1"}) is None
+    assert _claims(users) == []
+    users.put_item(_user("u2", "Ada@Example.com"))
+    assert _holders(users, "ada@example.com") == ["u2"]
+
+
+def test_delete_and_put_return_old_items(users):
+    first = _user("u1", "a@example.com")
+    assert users.put_item(first, ReturnValues="ALL_OLD") is None
+    assert users.put_item(_user("u1", "b@example.com"), ReturnValues="ALL_OLD") == first
+    assert users.delete_item({"user_id": "u1"}, ReturnValues="ALL_OLD") == _user(
+        "u1", "b@example.com")
+    assert users.delete_item({"user_id": "u1"}, ReturnValues="ALL_OLD") is None
+    assert _claims(users) == []
+
+
+def test_users_without_email_do_not_collide(users):
+    users.put_item(_user("u1", None))
+    users.put_item(_user("u2", None))
+    assert _stored_ids(users) == ["u1", "u2"]
+    assert _claims(users) == []
+
+
+def test_update_item_respects_uniqueness(users):
+    users.put_item(_user("u1", "a@example.com"))
+    users.put_item(_user("u2", "b@example.com"))
+    with pytest.raises(UniqueConstraintError):
+        users.update_item({"user_id": "u2"}, set={"email": "A@EXAMPLE.COM"})
+    assert users.get_item({"user_id": "u2"}) == _user("u2", "b@example.com")
+    users.update_item({"user_id": "u1"}, set={"email": "c@example.com"})
+    users.update_item({"user_id": "u2"}, set={"email": "a@example.com"})
+    assert _holders(users, "a@example.com") == ["u2"]
+    assert _holders(users, "c@example.com") == ["u1"]
+    users.update_item({"user_id": "u2"}, remove=["email"])
+    users.put_item(_user("u3", "a@example.com"))
+    users.update_item({"user_id": "u1"}, set={"n": 5})  # unchanged e-mail stays claimed
+    with pytest.raises(UniqueConstraintError):
+        users.put_item(_user("u4", "c@example.com"))
+    assert sorted(c["owner"]["user_id"] for c in _claims(users)) == ["u1", "u3"]
+
+
+def test_failed_second_index_releases_the_first_claim(dynamodb, keyring):
+    users = _make(dynamodb, keyring, unique_schema(username=True))
+    users.put_item(_user("u1", "a@example.com", username="ada"))
+    with pytest.raises(UniqueConstraintError) as e:
+        users.put_item(_user("u2", "b@example.com", username=" ADA "))
+    assert e.value.index == "username"
+    assert _claim_for(users, "b@example.com") is None
+    users.put_item(_user("u3", "b@example.com"))
+    assert len(_claims(users)) == 3
+
+
+def test_failed_item_write_releases_its_claim(users):
+    users.put_item(_user("u1", "a@example.com"))
+    with pytest.raises(ClientError) as e:
+        users.put_item(_user("u1", "b@example.com"),
+                       ConditionExpression=Attr("user_id").not_exists())
+    assert e.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    assert _claim_for(users, "b@example.com") is None
+    users.put_item(_user("u2", "b@example.com"))  # right away, no lease to wait for
+    assert users.get_item({"user_id": "u1"}) == _user("u1", "a@example.com")
+    with pytest.raises(UniqueConstraintError):
+        users.put_item(_user("u3", "a@example.com"))
+
+
+def test_batch_writer_is_refused(users):
+    with pytest.raises(DynasealError, match="batch writes cannot enforce unique"):
+        users.batch_writer()
+
+
+# -- concurrency --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_twenty_concurrent_writers_one_winner(users, dynalite, keyring, round_):
+    email = f"race{round_}@example.com"
+    n = 20
+    # One boto3 session per thread: boto3 resources are not shared across threads.
+    tables = []
+    for _ in range(n):
+        resource = boto3.session.Session().resource(
+            "dynamodb", endpoint_url=dynalite.endpoint_url, region_name="us-east-1")
+        tables.append(SealedTable(resource.Table(users.name), schema=users.schema,
+                                  keyring=LocalKeyring.load(keyring.path)))
+    barrier = threading.Barrier(n)
+    results: list[Any] = [None] * n
+
+    def writer(i: int) -> None:
+        barrier.wait()
+        try:
+            tables[i].put_item(_user(f"racer{i:02d}", email.upper() if i % 2 else email))
+            results[i] = "ok"
+        except BaseException as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    winners = [i for i, r in enumerate(results) if r == "ok"]
+    losers = [r for r in results if r != "ok"]
+    assert len(winners) == 1, results
+    assert len(losers) == n - 1
+    assert all(type(r) is UniqueConstraintError for r in losers), losers
+    (winner,) = winners
+    assert _stored_ids(users) == [f"racer{winner:02d}"]
+    assert _holders(users, email) == [f"racer{winner:02d}"]
+    (claim,) = _claims(users)
+    assert claim["owner"] == {"user_id": f"racer{winner:02d}"}
+    assert claim["state"] == "held"
+
+
+# -- crashes between steps ----------------------------------------------------------------
+
+
+def _crash_after_claim(users: SealedTable, uid: str, email: str) -> None:
+    """The writer reserved the value (pending claim) and died before writing its item."""
+    index = users.schema.blind_indexes["email"]
+    cid, token, fresh = users._unique._acquire("email", index, email, {"user_id": uid})
+    assert fresh is True
+    assert len(token) == 16
+    claim = _claim_for(users, email)
+    assert claim is not None
+    assert as_bytes(claim["claim"]) == cid
+    assert claim["state"] == "pending"
+    assert claim["owner"] == {"user_id": uid}
+    assert claim["lease_until"] > Decimal(int(time.time() * 1000))
+
+
+def test_crash_after_claim_blocks_only_until_the_lease_ends(users):
+    users._unique.lease_seconds = LEASE
+    _crash_after_claim(users, "ghost", "ada@example.com")
+    # While the lease runs, the value is taken.
+    with pytest.raises(UniqueConstraintError):
+        users.put_item(_user("u2", "Ada@example.com"))
+    assert _stored_ids(users) == []
+    time.sleep(LEASE + 0.3)
+    users.put_item(_user("u2", "Ada@example.com"))
+    assert _holders(users, "ada@example.com") == ["u2"]
+    (claim,) = _claims(users)
+    assert claim["owner"] == {"user_id": "u2"}
+    assert claim["state"] == "held"
+    with pytest.raises(UniqueConstraintError):
+        users.put_item(_user("ghost", "ada@example.com"))
+
+
+def test_crash_after_claim_does_not_block_the_same_writer(users):
+    users._unique.lease_seconds = LEASE
+    _crash_after_claim(users, "u1", "ada@example.com")
+    users.put_item(_user("u1", "ada@example.com"))  # the retry of the crashed writer
+    (claim,) = _claims(users)
+    assert claim["owner"] == {"user_id": "u1"}
+    assert claim["state"] == "held"
+
+
+def test_crash_after_item_write_keeps_the_value_taken(users):
+    users._unique.lease_seconds = LEASE
+    _crash_after_claim(users, "u1", "ada@example.com")
+    item = _user("u1", "ada@example.com")
+    users._put_stored(users.sealer.seal(item), {})  # the item landed; the claim never promoted
+    with pytest.raises(UniqueConstraintError):
+        users.put_item(_user("u2", "ada@example.com"))  # lease still running
+    time.sleep(LEASE + 0.3)
+    with pytest.raises(UniqueConstraintError):
+        users.put_item(_user("u2", "ADA@example.com"))  # expired, but the truth says taken
+    assert _stored_ids(users) == ["u1"]
+    claim = _claim_for(users, "ada@example.com")
+    assert claim is not None
+    assert claim["owner"] == {"user_id": "u1"}
+    assert claim["state"] == "held"  # the refusing writer promoted it
+    assert "lease_until" not in claim
+    # Still refused later, and the owner can let it go as usual.
+    with pytest.raises(UniqueConstraintError):
+        users.put_item(_user("u3", "ada@example.com"))
+    users.delete_item({"user_id": "u1"})
+    users.put_item(_user("u3", "ada@example.com"))
+    assert _holders(users, "ada@example.com") == ["u3"]
+
+
+def test_crash_after_item_delete_frees_the_value_at_once(users):
+    users.put_item(_user("u1", "ada@example.com"))
+    users.table.delete_item(Key={"user_id": "u1"})  # the claim is never released
+    claim = _claim_for(users, "ada@example.com")
+    assert claim is not None
+    assert claim["state"] == "held"
+    users.put_item(_user("u2", "ada@example.com"))  # no waiting: held, owner lacks the value
+    assert _holders(users, "ada@example.com") == ["u2"]
+    (claim,) = _claims(users)
+    assert claim["owner"] == {"user_id": "u2"}
+    assert claim["state"] == "held"
+
+
+def test_crash_after_email_change_frees_the_old_value_at_once(users):
+    users.put_item(_user("u1", "old@example.com"))
+    # u1's item moved to another address, but the old claim was never released.
+    users._put_stored(users.sealer.seal(_user("u1", "new@example.com")), {})
+    assert _claim_for(users, "old@example.com") is not None
+    users.put_item(_user("u2", "old@example.com"))
+    assert _holders(users, "old@example.com") == ["u2"]
+    assert _claim_for(users, "old@example.com")["owner"] == {"user_id": "u2"}
+
+
+def test_claim_pointing_at_a_tampered_item_is_stale(users):
+    users.put_item(_user("u1", "ada@example.com"))
+    users.table.update_item(Key={"user_id": "u1"}, UpdateExpression="SET created_at = :x",
+                            ExpressionAttributeValues={":x": "1999-01-01"})
+    users.put_item(_user("u2", "ada@example.com"))
+    assert _claim_for(users, "ada@example.com")["owner"] == {"user_id": "u2"}
