@@ -254,8 +254,8 @@ class LocalKeyring(Keyring):
 
     def new_data_key(self, context: Mapping[str, str]) -> DataKey:
         key = self._keys[self._primary]
-        plaintext = secrets.token_bytes(32)
-        nonce = secrets.token_bytes(12)
+        fresh = os.urandom(44)  # one call: the data key and the wrap nonce
+        plaintext, nonce = fresh[:32], fresh[32:]
         wrapped = nonce + key.aead.encrypt(nonce, plaintext, _context_bytes(key.key_id, context))
         return DataKey(plaintext, [WrappedKey(PROVIDER_LOCAL, key.key_id, wrapped)],
                        single_use=True)

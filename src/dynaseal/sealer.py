@@ -10,6 +10,7 @@ in docs/FORMAT.md.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import secrets
 from collections.abc import Mapping
@@ -86,10 +87,7 @@ class Header:
         for w in self.wrapped:
             parts += [bytes((w.provider,)), _lp(_encode_key_id(w.provider, w.key_id)),
                       _lp(w.ciphertext)]
-        lp = _NAMES.lp
-        for names in (self.encrypted, self.signed):
-            parts.append(varint(len(names)))
-            parts += [lp(name) for name in names]
+        parts.append(_encode_names(self.encrypted, self.signed))
         return b"".join(parts)
 
     @classmethod
@@ -119,19 +117,46 @@ class Header:
             raw_id, pos = _read_lp(data, pos + 1)
             ciphertext, pos = _read_lp(data, pos)
             wrapped.append(WrappedKey(provider, _decode_key_id(provider, raw_id), ciphertext))
-        lists: list[tuple[str, ...]] = []
-        for _ in range(2):
-            n, pos = read_varint(data, pos)
-            names: list[str] = []
-            prev = b""
-            for i in range(n):
-                raw, pos = _read_lp(data, pos)
-                if i and raw <= prev:
-                    raise ValueError("attribute names not in canonical order")
-                prev = raw
-                names.append(raw.decode("utf-8"))
-            lists.append(tuple(names))
+        lists, pos = _decode_names(data, pos)
         return cls(version, salt, tuple(wrapped), lists[0], lists[1]), pos
+
+
+@functools.lru_cache(maxsize=256)
+def _encode_names(encrypted: tuple[str, ...], signed: tuple[str, ...]) -> bytes:
+    lp = _NAMES.lp
+    parts = []
+    for names in (encrypted, signed):
+        parts.append(varint(len(names)))
+        parts += [lp(name) for name in names]
+    return b"".join(parts)
+
+
+_DECODED_NAMES: dict[bytes, tuple[tuple[tuple[str, ...], ...], int]] = {}
+
+
+def _decode_names(data: bytes, pos: int) -> tuple[tuple[tuple[str, ...], ...], int]:
+    """The two name lists at ``pos``; cached by the bytes that follow (one shape per table)."""
+    tail = data[pos:]
+    hit = _DECODED_NAMES.get(tail)
+    if hit is not None:
+        return hit[0], pos + hit[1]
+    start = pos
+    lists: list[tuple[str, ...]] = []
+    for _ in range(2):
+        n, pos = read_varint(data, pos)
+        names: list[str] = []
+        prev = b""
+        for i in range(n):
+            raw, pos = _read_lp(data, pos)
+            if i and raw <= prev:
+                raise ValueError("attribute names not in canonical order")
+            prev = raw
+            names.append(raw.decode("utf-8"))
+        lists.append(tuple(names))
+    result = tuple(lists)
+    if pos == len(data) and len(tail) <= 1024 and len(_DECODED_NAMES) < 1024:
+        _DECODED_NAMES[tail] = (result, pos - start)
+    return result, pos
 
 
 def _read_lp(data: bytes, pos: int) -> tuple[bytes, int]:
@@ -190,6 +215,8 @@ class ItemSealer:
         self._table_lp = _lp(table_name.encode("utf-8"))
         self._index_attrs = {ix.attribute: src for src, ix in schema.blind_indexes.items()}
         self._index_keys: dict[str, bytes] = {}
+        self._plans: dict[tuple[str, ...], _Plan] = {}
+        self._open_plans: dict[tuple[tuple[str, ...], tuple[str, ...]], _OpenPlan] = {}
 
     def __repr__(self) -> str:
         return f"ItemSealer(table_name={self.table_name!r}, keyring={self.keyring!r})"
@@ -241,25 +268,84 @@ class ItemSealer:
         return self.schema.key_names
 
     def _key_bytes(self, item: Mapping[str, Any]) -> bytes:
-        out = bytearray()
-        for name in self.schema.key_names:
-            out += _lp(name.encode("utf-8"))
-            out += _lp(codec.encode_value(item[name], name))
-        return bytes(out)
+        lp = _NAMES.lp
+        return b"".join([lp(name) + _lp(codec.encode_value(item[name], name))
+                         for name in self.schema.key_names])
 
     def seal(self, item: Mapping[str, Any]) -> dict[str, Any]:
         """Return the item to store: encrypted, signed, ready for ``Table.put_item``."""
-        keys = self._check_key(item)
-        schema = self.schema
-        plain = schema.plain
-        sign = schema.sign
+        self._check_key(item)
+        plan = self._plans.get(tuple(item))
+        if plan is None:
+            plan = self._plan(item)
         encode = codec.encode_value
-        to_encrypt: list[tuple[str, bytes]] = []
-        to_sign: list[tuple[str, bytes]] = []
+        value_size = codec.value_size
+        size = plan.names_size
         out: dict[str, Any] = {}
-        size = 0
+        for name in plan.keys:
+            value = item[name]
+            out[name] = value
+            size += value_size(value)
+        for name in plan.plain:
+            value = item[name]
+            encode(value, name)
+            out[name] = value
+            size += value_size(value)
+        signed_values: list[bytes] = []
+        for name, index in plan.signed:
+            if index is None:
+                value = item[name]
+                signed_values.append(encode(value, name))
+                out[name] = value
+                size += value_size(value)
+            else:
+                digest = index[1].compute(self._index_key(index[0]), item[index[0]])
+                signed_values.append(encode(digest))
+                out[name] = digest
+                size += len(digest)
+        plaintexts = [encode(item[name], name) for name in plan.encrypted]
+
+        data_key = self.keyring.new_data_key(self._context)
+        salt = b"" if data_key.single_use else secrets.token_bytes(SALT_BYTES)
+        enc_key, mac_key = _item_keys_raw(data_key.plaintext, salt)
+        key_bytes = self._key_bytes(item)
+        aad_prefix = _AAD_LABEL + self._table_lp + key_bytes
+        encrypt = AESGCM(enc_key).encrypt
+        tags: list[bytes] = []
+        for name, nonce, suffix, plaintext in zip(plan.encrypted, plan.nonces, plan.aad_suffixes,
+                                                  plaintexts, strict=True):
+            ct = encrypt(nonce, plaintext, aad_prefix + suffix)
+            out[name] = ct
+            size += len(ct)
+            tags.append(ct[-TAG_BYTES:])
+        parts = [bytes((FORMAT_VERSION, len(salt))), salt, bytes((len(data_key.wrapped),))]
+        for w in data_key.wrapped:
+            parts += [_key_id_lp(w.provider, w.key_id), _lp(w.ciphertext)]
+        parts.append(plan.names_part)
+        header = b"".join(parts)
+        chunks = [_SIG_LABEL, self._table_lp, key_bytes, _lp(header)]
+        for encrypted, i, prefix in plan.sig_order:
+            chunks += (prefix, tags[i]) if encrypted else (prefix, _lp(signed_values[i]))
+        h = crypto_hmac.HMAC(mac_key, _SHA256)
+        h.update(b"".join(chunks))
+        out[HEADER_ATTRIBUTE] = header + h.finalize()
+        size += len(header) + SIG_BYTES
+        if size > codec.MAX_ITEM_BYTES:
+            raise InvalidItemError(
+                f"table {self.table_name!r}: sealed item is {size} bytes, over DynamoDB's "
+                f"{codec.MAX_ITEM_BYTES}-byte limit"
+            )
+        return out
+
+    def _plan(self, item: Mapping[str, Any]) -> _Plan:
+        """Classify an item's attribute names once per shape (names in order)."""
+        schema = self.schema
+        keys = schema.key_names
+        plain: list[str] = []
+        signed: list[tuple[str, tuple[str, Any] | None]] = []
+        encrypted: list[str] = []
         lp = _NAMES.lp
-        for name, value in item.items():
+        for name in item:
             if type(name) is not str or not name:
                 raise InvalidItemError(
                     f"table {self.table_name!r}: attribute names must be non-empty strings"
@@ -271,79 +357,40 @@ class ItemSealer:
                     f"table {self.table_name!r}: an attribute name is not valid Unicode text"
                 ) from None
             if name in keys:
-                out[name] = value
-                size += codec.value_size(value)
-            elif name in plain:
-                encode(value, name)
-                out[name] = value
-                size += codec.value_size(value)
+                continue
+            if name in schema.plain:
+                plain.append(name)
             elif name == HEADER_ATTRIBUTE or name in self._index_attrs:
                 raise InvalidItemError(
                     f"table {self.table_name!r}: attribute {name!r} is reserved for dynaseal"
                 )
-            elif name in sign:
-                to_sign.append((name, encode(value, name)))
-                out[name] = value
-                size += codec.value_size(value)
+            elif name in schema.sign:
+                signed.append((name, None))
             else:
-                to_encrypt.append((name, encode(value, name)))
+                encrypted.append(name)
         for src, index in schema.blind_indexes.items():
             if src in item:
-                digest = index.compute(self._index_key(src), item[src])
-                to_sign.append((index.attribute, encode(digest)))
-                out[index.attribute] = digest
-                size += len(digest)
-        # str order is code point order, which is UTF-8 byte order: the canonical order
-        to_encrypt.sort()
-        to_sign.sort()
-
-        data_key = self.keyring.new_data_key(self._context)
-        salt = b"" if data_key.single_use else secrets.token_bytes(SALT_BYTES)
-        enc_key, mac_key = _item_keys_raw(data_key.plaintext, salt)
-        key_bytes = self._key_bytes(item)
-        aad_prefix = _AAD_LABEL + self._table_lp + key_bytes
-        encrypt = AESGCM(enc_key).encrypt
-        sig_parts: list[tuple[str, bytes, bytes]] = []
-        for i, (name, plaintext) in enumerate(to_encrypt):
-            ct = encrypt(i.to_bytes(12, "big"), plaintext, aad_prefix + lp(name))
-            out[name] = ct
-            size += len(ct)
-            sig_parts.append((name, b"\x01", ct[-TAG_BYTES:]))
-        for name, encoded in to_sign:
-            sig_parts.append((name, b"\x02", encoded))
-        header = Header(
-            FORMAT_VERSION,
-            salt,
-            data_key.wrapped,
-            tuple(e[0] for e in to_encrypt),
-            tuple(e[0] for e in to_sign),
-        ).encode()
-        signature = self._sign(mac_key, key_bytes, header, sig_parts)
-        out[HEADER_ATTRIBUTE] = header + signature
-        # name sizes from the cached length-prefixed forms: exact below 128 bytes, over above
-        size += len(header) + SIG_BYTES + sum(len(lp(n)) - 1 for n in out)
-        if size > codec.MAX_ITEM_BYTES:
-            raise InvalidItemError(
-                f"table {self.table_name!r}: sealed item is {size} bytes, over DynamoDB's "
-                f"{codec.MAX_ITEM_BYTES}-byte limit"
-            )
-        return out
-
-    def _sign(
-        self,
-        mac_key: bytes,
-        key_bytes: bytes,
-        header: bytes,
-        parts: list[tuple[str, bytes, bytes]],
-    ) -> bytes:
-        parts.sort(key=_first)
-        lp = _NAMES.lp
-        chunks = [_SIG_LABEL, self._table_lp, key_bytes, _lp(header)]
-        for name, action, value in parts:
-            chunks += [lp(name), action, _lp(value)]
-        h = crypto_hmac.HMAC(mac_key, hashes.SHA256())
-        h.update(b"".join(chunks))
-        return h.finalize()
+                signed.append((index.attribute, (src, index)))
+        encrypted.sort()
+        signed.sort(key=_first_of_two)
+        order = sorted([(n, True, i) for i, n in enumerate(encrypted)]
+                       + [(n, False, i) for i, (n, _) in enumerate(signed)])
+        sig_order = tuple(
+            (enc, i, lp(n) + (b"\x01\x10" if enc else b"\x02")) for n, enc, i in order
+        )
+        all_names = [*keys, *plain, *(n for n, _ in signed), *encrypted, HEADER_ATTRIBUTE]
+        plan = _Plan(
+            keys=keys, plain=tuple(plain), signed=tuple(signed), encrypted=tuple(encrypted),
+            aad_suffixes=tuple(lp(n) for n in encrypted),
+            nonces=_NONCES[:len(encrypted)] if len(encrypted) <= len(_NONCES)
+            else tuple(i.to_bytes(12, "big") for i in range(len(encrypted))),
+            names_part=_encode_names(tuple(encrypted), tuple(n for n, _ in signed)),
+            sig_order=sig_order,
+            names_size=sum(len(lp(n)) - 1 for n in all_names),
+        )
+        if len(self._plans) < 64:
+            self._plans[tuple(item)] = plan
+        return plan
 
     def _index_key(self, source: str) -> bytes:
         key = self._index_keys.get(source)
@@ -367,11 +414,12 @@ class ItemSealer:
         if not isinstance(raw, bytes | bytearray | Binary):
             raise fail(stored, "dynaseal header is not binary")
         raw = codec.as_bytes(raw)
+        sig_at = len(raw) - SIG_BYTES
         try:
-            header, sig_at = Header.decode(raw)
+            header, end = Header.decode(raw[:sig_at])
         except (ValueError, UnicodeDecodeError, IndexError) as e:
             raise fail(stored, f"malformed dynaseal header ({e})") from None
-        if len(raw) - sig_at != SIG_BYTES:
+        if end != sig_at:
             raise fail(stored, "malformed dynaseal header (signature length)")
         key_names = self.schema.key_names
         for name in key_names:
@@ -384,6 +432,11 @@ class ItemSealer:
             raise fail(stored, "malformed key attribute") from None
         encrypted = header.encrypted
         signed = header.signed
+        plan = self._open_plans.get((encrypted, signed))
+        if plan is None:
+            plan = self._open_plan(encrypted, signed)
+        if plan is None:
+            raise fail(stored, "attribute set differs from the sealed one")
         n_expected = len(encrypted) + len(signed) + len(key_names) + 1
         if len(stored) != n_expected:
             # only attributes the schema now calls plain may come on top of the sealed ones
@@ -392,8 +445,8 @@ class ItemSealer:
             extra = sum(1 for n in stored if n in plain and n not in sealed)
             if len(stored) - extra != n_expected:
                 raise fail(stored, "attribute set differs from the sealed one")
-        for name in (*encrypted, *signed):
-            if name not in stored or name in key_names or name == HEADER_ATTRIBUTE:
+        for name in plan.names:
+            if name not in stored:
                 raise fail(stored, "attribute set differs from the sealed one")
 
         try:
@@ -406,39 +459,44 @@ class ItemSealer:
         enc_key, mac_key = _item_keys_raw(plaintext_key, header.salt)
 
         ciphertexts: list[bytes] = []
-        sig_parts: list[tuple[str, bytes, bytes]] = []
         for name in encrypted:
             value = stored[name]
-            if not isinstance(value, bytes | bytearray | Binary):
-                raise fail(stored)
-            value = codec.as_bytes(value)
+            if type(value) is not bytes:
+                if not isinstance(value, bytearray | Binary):
+                    raise fail(stored)
+                value = codec.as_bytes(value)
             if len(value) <= TAG_BYTES:
                 raise fail(stored)
             ciphertexts.append(value)
-            sig_parts.append((name, b"\x01", value[-TAG_BYTES:]))
         result: dict[str, Any] = {}
-        for name in signed:
-            value = codec.to_python(stored[name])
+        encoded_signed: list[bytes] = []
+        to_python = codec.to_python
+        for name, keep in zip(signed, plan.keep, strict=True):
+            value = to_python(stored[name])
             try:
-                encoded = codec.encode_value(value, name)
+                encoded_signed.append(codec.encode_value(value, name))
             except InvalidItemError:
                 raise fail(stored) from None
-            if name not in self._index_attrs:
+            if keep:
                 result[name] = value
-            sig_parts.append((name, b"\x02", encoded))
-        signature = self._sign(mac_key, key_bytes, raw[:sig_at], sig_parts)
-        if not hmac.compare_digest(signature, raw[sig_at:]):
+        chunks = [_SIG_LABEL, self._table_lp, key_bytes, _lp(raw[:sig_at])]
+        for is_encrypted, i, prefix in plan.sig_order:
+            chunks += ((prefix, ciphertexts[i][-TAG_BYTES:]) if is_encrypted
+                       else (prefix, _lp(encoded_signed[i])))
+        h = crypto_hmac.HMAC(mac_key, _SHA256)
+        h.update(b"".join(chunks))
+        if not hmac.compare_digest(h.finalize(), raw[sig_at:]):
             raise fail(stored, "item signature does not match")
 
         for name in key_names:
-            result[name] = codec.to_python(stored[name])
+            result[name] = to_python(stored[name])
         decrypt = AESGCM(enc_key).decrypt
         aad_prefix = _AAD_LABEL + self._table_lp + key_bytes
-        lp = _NAMES.lp
-        for i, name in enumerate(encrypted):
+        decode = codec.decode_value
+        for name, nonce, suffix, ct in zip(encrypted, plan.nonces, plan.aad_suffixes,
+                                           ciphertexts, strict=True):
             try:
-                plaintext = decrypt(i.to_bytes(12, "big"), ciphertexts[i], aad_prefix + lp(name))
-                result[name] = codec.decode_value(plaintext)
+                result[name] = decode(decrypt(nonce, ct, aad_prefix + suffix))
             except InvalidTag:
                 raise fail(stored) from None
             except (ValueError, UnicodeDecodeError):
@@ -447,12 +505,70 @@ class ItemSealer:
             plain = self.schema.plain
             for name in stored:
                 if name in plain and name not in result:
-                    result[name] = codec.to_python(stored[name])
+                    result[name] = to_python(stored[name])
         return result
 
+    def _open_plan(self, encrypted: tuple[str, ...], signed: tuple[str, ...]
+                   ) -> _OpenPlan | None:
+        """Constant bytes for opening one header shape; None if the shape is impossible."""
+        key_names = self.schema.key_names
+        names = (*encrypted, *signed)
+        if any(n in key_names or n == HEADER_ATTRIBUTE for n in names) or len(set(names)) != len(
+                names):
+            return None
+        lp = _NAMES.lp
+        order = sorted([(n, True, i) for i, n in enumerate(encrypted)]
+                       + [(n, False, i) for i, n in enumerate(signed)])
+        plan = _OpenPlan(
+            names=names,
+            keep=tuple(n not in self._index_attrs for n in signed),
+            aad_suffixes=tuple(lp(n) for n in encrypted),
+            nonces=tuple(i.to_bytes(12, "big") for i in range(len(encrypted))),
+            sig_order=tuple((enc, i, lp(n) + (b"\x01\x10" if enc else b"\x02"))
+                            for n, enc, i in order),
+        )
+        if len(self._open_plans) < 256:
+            self._open_plans[(encrypted, signed)] = plan
+        return plan
 
-def _first(part: tuple[str, bytes, bytes]) -> str:
-    return part[0]
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What seal does to each attribute of one item shape, with its constant bytes."""
+
+    keys: tuple[str, ...]
+    plain: tuple[str, ...]
+    signed: tuple[tuple[str, tuple[str, Any] | None], ...]
+    encrypted: tuple[str, ...]
+    aad_suffixes: tuple[bytes, ...]
+    nonces: tuple[bytes, ...]
+    names_part: bytes
+    sig_order: tuple[tuple[bool, int, bytes], ...]
+    names_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class _OpenPlan:
+    """Constant bytes for opening items of one header shape."""
+
+    names: tuple[str, ...]
+    keep: tuple[bool, ...]
+    aad_suffixes: tuple[bytes, ...]
+    nonces: tuple[bytes, ...]
+    sig_order: tuple[tuple[bool, int, bytes], ...]
+
+
+_NONCES = tuple(i.to_bytes(12, "big") for i in range(256))
+_SHA256 = hashes.SHA256()
+
+
+@functools.lru_cache(maxsize=64)
+def _key_id_lp(provider: int, key_id: str) -> bytes:
+    return bytes((provider,)) + _lp(_encode_key_id(provider, key_id))
+
+
+def _first_of_two(pair: tuple[str, Any]) -> str:
+    return pair[0]
 
 
 def _item_keys_raw(data_key: bytes, salt: bytes) -> tuple[bytes, bytes]:
