@@ -59,14 +59,14 @@ class _Key:
 @functools.lru_cache(maxsize=1024)
 def _context_bytes_cached(key_id: str, items: tuple[tuple[str, str], ...]) -> bytes:
     parts = [_WRAP_LABEL, key_id.encode()]
-    for k, v in items:
+    for k, v in sorted(items):
         parts += [k.encode(), v.encode()]
     return b"".join(len(p).to_bytes(4, "big") + p for p in parts)
 
 
 def _context_bytes(key_id: str, context: Mapping[str, str]) -> bytes:
     """Associated data of a wrapped key: the key id and the sorted context."""
-    return _context_bytes_cached(key_id, tuple(sorted(context.items())))
+    return _context_bytes_cached(key_id, tuple(context.items()))
 
 
 def _new_key_id(existing: Iterator[str] | Sequence[str]) -> str:

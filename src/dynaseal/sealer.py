@@ -225,37 +225,33 @@ class ItemSealer:
 
     def key_of(self, item: Mapping[str, Any]) -> dict[str, Any]:
         """The primary key of an item (validated), as a dict ready for DynamoDB."""
-        return {name: item[name] for name in self._check_key(item)}
+        self._key_bytes(item)
+        return {name: item[name] for name in self.schema.key_names}
 
-    def _check_key(self, item: Mapping[str, Any]) -> tuple[str, ...]:
+    def _key_bytes(self, item: Mapping[str, Any]) -> bytes:
+        """The validated canonical encoding of an item's primary key (names and values)."""
         if not isinstance(item, Mapping):
             raise InvalidItemError(f"table {self.table_name!r}: an item must be a dict")
+        parts = []
         for i, name in enumerate(self.schema.key_names):
-            if name not in item:
+            try:
+                value = item[name]
+            except KeyError:
                 raise InvalidItemError(
                     f"table {self.table_name!r}: key attribute {name!r} is missing"
-                )
-            value = item[name]
-            if isinstance(value, str):
+                ) from None
+            if type(value) is str:  # the common case, inline
                 try:
-                    size = len(value.encode("utf-8"))
+                    raw = value.encode("utf-8")
                 except UnicodeEncodeError:
                     raise InvalidItemError(
                         f"table {self.table_name!r}: key attribute {name!r} is not valid "
                         "Unicode text"
                     ) from None
-            elif isinstance(value, bytes | bytearray | Binary):
-                size = len(codec.as_bytes(value))
-            elif isinstance(value, Decimal) or (
-                isinstance(value, int) and not isinstance(value, bool)
-            ):
-                codec.canonical_number(value, name)
-                continue
+                size = len(raw)
+                encoded = b"\x01" + raw
             else:
-                raise InvalidItemError(
-                    f"table {self.table_name!r}: key attribute {name!r} must be a string, "
-                    "number or binary"
-                )
+                encoded, size = self._key_value(name, value)
             if size == 0:
                 raise InvalidItemError(
                     f"table {self.table_name!r}: key attribute {name!r} must not be empty"
@@ -265,16 +261,26 @@ class ItemSealer:
                     f"table {self.table_name!r}: key attribute {name!r} exceeds "
                     f"{_MAX_KEY_BYTES[i]} bytes"
                 )
-        return self.schema.key_names
+            parts.append(_NAMES.lp(name) + _lp(encoded))
+        return b"".join(parts)
 
-    def _key_bytes(self, item: Mapping[str, Any]) -> bytes:
-        lp = _NAMES.lp
-        return b"".join([lp(name) + _lp(codec.encode_value(item[name], name))
-                         for name in self.schema.key_names])
+    def _key_value(self, name: str, value: Any) -> tuple[bytes, int]:
+        """Encoding and size of a key value other than a plain str."""
+        if isinstance(value, bool) or not isinstance(
+            value, str | bytes | bytearray | Binary | int | Decimal
+        ):
+            raise InvalidItemError(
+                f"table {self.table_name!r}: key attribute {name!r} must be a string, "
+                "number or binary"
+            )
+        encoded = codec.encode_value(value, name)
+        if isinstance(value, int | Decimal):
+            return encoded, 1
+        return encoded, len(encoded) - 1
 
     def seal(self, item: Mapping[str, Any]) -> dict[str, Any]:
         """Return the item to store: encrypted, signed, ready for ``Table.put_item``."""
-        self._check_key(item)
+        key_bytes = self._key_bytes(item)
         plan = self._plans.get(tuple(item))
         if plan is None:
             plan = self._plan(item)
@@ -308,7 +314,6 @@ class ItemSealer:
         data_key = self.keyring.new_data_key(self._context)
         salt = b"" if data_key.single_use else secrets.token_bytes(SALT_BYTES)
         enc_key, mac_key = _item_keys_raw(data_key.plaintext, salt)
-        key_bytes = self._key_bytes(item)
         aad_prefix = _AAD_LABEL + self._table_lp + key_bytes
         encrypt = AESGCM(enc_key).encrypt
         tags: list[bytes] = []
@@ -426,7 +431,6 @@ class ItemSealer:
             if name not in stored:
                 raise fail(stored, "key attribute missing")
         try:
-            self._check_key(stored)
             key_bytes = self._key_bytes(stored)
         except InvalidItemError:
             raise fail(stored, "malformed key attribute") from None
@@ -572,5 +576,5 @@ def _first_of_two(pair: tuple[str, Any]) -> str:
 
 
 def _item_keys_raw(data_key: bytes, salt: bytes) -> tuple[bytes, bytes]:
-    okm = HKDF(hashes.SHA256(), 64, salt=salt or None, info=_KDF_INFO).derive(data_key)
+    okm = HKDF(_SHA256, 64, salt=salt or None, info=_KDF_INFO).derive(data_key)
     return okm[:32], okm[32:]
