@@ -1,6 +1,7 @@
 """dynaseal: client-side, field-level envelope encryption and signing of DynamoDB items."""
 
 from .blind_index import BlindIndex
+from .config import Config
 from .errors import (
     ConfigError,
     DynasealError,
@@ -21,6 +22,7 @@ __all__ = [
     "FORMAT_VERSION",
     "HEADER_ATTRIBUTE",
     "BlindIndex",
+    "Config",
     "ConfigError",
     "DataKey",
     "DynasealError",

@@ -93,9 +93,8 @@ class Config:
         kr_path = kr.get("path")
         if not isinstance(kr_path, str) or not kr_path:
             raise err("keyring.path", "a key file path is required")
-        keyring_path = Path(kr_path)
-        if not keyring_path.is_absolute():
-            keyring_path = path.parent / keyring_path
+        # relative to the config file, fixed now so a later chdir cannot move it
+        keyring_path = (path.parent / Path(kr_path)).absolute()
 
         ddb = _section(doc, "dynamodb", err, required=False)
         for k in ddb:
