@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,8 @@ import pytest
 
 from dynaseal import LocalKeyring, Schema, SealedTable
 from dynaseal.devstack import LocalDynamoDB
+from dynaseal.tables import claims_table_name
+from support import wait_active
 
 VECTORS = Path(__file__).parent / "vectors"
 _names = itertools.count()
@@ -53,24 +54,17 @@ def dynamodb(dynalite: LocalDynamoDB) -> Any:
     return boto3.resource("dynamodb", endpoint_url=dynalite.endpoint_url, region_name="us-east-1")
 
 
-def _wait_active(table: Any, timeout: float = 10.0) -> None:
-    """Poll every 20 ms: boto3's waiter sleeps 20 s when dynalite still says CREATING."""
-    deadline = time.monotonic() + timeout
-    client = table.meta.client
-    while time.monotonic() < deadline:
-        status = client.describe_table(TableName=table.name)["Table"]["TableStatus"]
-        if status == "ACTIVE":
-            return
-        time.sleep(0.02)
-    raise TimeoutError(f"table {table.name} not ACTIVE after {timeout}s")
-
-
 @pytest.fixture(scope="session")
 def make_table(dynamodb: Any) -> Callable[..., Any]:
-    """Create a fresh table: ``make_table(pk="user_id", sk=None, pk_type="S", gsis=())``."""
+    """Create a fresh table, polled until it and its GSIs are ACTIVE.
+
+    ``make_table(pk="user_id", sk=None, pk_type="S", sk_type="S", gsis=(), claims=False)``:
+    each GSI is a binary hash key of that name (a blind index); ``claims=True`` also creates
+    the table's claims table, laid out as ``dynaseal.tables.create_table`` lays it out.
+    """
 
     def create(pk: str = "user_id", sk: str | None = None, pk_type: str = "S",
-               sk_type: str = "S", gsis: tuple[str, ...] = ()) -> Any:
+               sk_type: str = "S", gsis: tuple[str, ...] = (), claims: bool = False) -> Any:
         name = f"t{next(_names)}-{os.getpid()}"
         attrs = {pk: pk_type}
         key_schema = [{"AttributeName": pk, "KeyType": "HASH"}]
@@ -91,7 +85,13 @@ def make_table(dynamodb: Any) -> Callable[..., Any]:
                                   for n, t in attrs.items()],
             **kwargs,
         )
-        _wait_active(table)
+        if claims:
+            dynamodb.create_table(
+                TableName=claims_table_name(name), BillingMode="PAY_PER_REQUEST",
+                KeySchema=[{"AttributeName": "claim", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "claim", "AttributeType": "B"}])
+            wait_active(dynamodb.meta.client, claims_table_name(name))
+        wait_active(dynamodb.meta.client, name)
         return table
 
     return create

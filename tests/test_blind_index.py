@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hmac
-import time
-import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from hashlib import sha256
 from typing import Any
@@ -26,39 +24,7 @@ from dynaseal import (
 )
 from dynaseal.blind_index import NORMALIZERS
 from dynaseal.codec import as_bytes
-
-
-def _create_table(dynamodb: Any, gsis: tuple[str, ...]) -> Any:
-    name = f"bidx-{uuid.uuid4().hex[:10]}"
-    attrs = [{"AttributeName": "user_id", "AttributeType": "S"}]
-    attrs += [{"AttributeName": g, "AttributeType": "B"} for g in gsis]
-    table = dynamodb.create_table(
-        TableName=name, BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}],
-        AttributeDefinitions=attrs,
-        GlobalSecondaryIndexes=[
-            {"IndexName": g, "KeySchema": [{"AttributeName": g, "KeyType": "HASH"}],
-             "Projection": {"ProjectionType": "ALL"}} for g in gsis],
-    )
-    # Poll briefly: boto3's waiter sleeps 20 s whenever its first look sees CREATING.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        desc = dynamodb.meta.client.describe_table(TableName=name)["Table"]
-        if desc["TableStatus"] == "ACTIVE" and all(
-                g["IndexStatus"] == "ACTIVE" for g in desc.get("GlobalSecondaryIndexes", [])):
-            return table
-        time.sleep(0.02)
-    raise AssertionError(f"table {name} did not become ACTIVE")
-
-
-def _raw_items(table: Any) -> Iterator[dict[str, Any]]:
-    kwargs: dict[str, Any] = {"ConsistentRead": True}
-    while True:
-        page = table.scan(**kwargs)
-        yield from page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+from support import raw_items
 
 
 def _raw_bidx(table: Any, user_id: str, attribute: str = "email_bidx") -> bytes:
@@ -87,12 +53,13 @@ class Populated:
 
 
 @pytest.fixture(scope="module")
-def populated(dynamodb: Any, tmp_path_factory: pytest.TempPathFactory) -> Populated:
+def populated(make_table: Callable[..., Any],
+              tmp_path_factory: pytest.TempPathFactory) -> Populated:
     keyring = LocalKeyring.generate(tmp_path_factory.mktemp("bidx") / "keys.json")
     schema = Schema("user_id", sign=["created_at"],
                     blind_indexes={"email": BlindIndex("email_bidx", bits=8,
                                                        normalize="casefold")})
-    raw = _create_table(dynamodb, ("email_bidx",))
+    raw = make_table(gsis=("email_bidx",))
     users = SealedTable(raw, schema=schema, keyring=keyring)
     emails: dict[str, str] = {}
     with users.batch_writer() as batch:
@@ -108,7 +75,7 @@ def populated(dynamodb: Any, tmp_path_factory: pytest.TempPathFactory) -> Popula
             batch.put_item({"user_id": uid, "created_at": "2026-02-01", "email": email})
         batch.put_item({"user_id": "no-email", "created_at": "2026-02-02"})
     by_bucket: dict[bytes, list[str]] = defaultdict(list)
-    for item in _raw_items(raw):
+    for item in raw_items(raw):
         if "email_bidx" in item:
             by_bucket[as_bytes(item["email_bidx"])].append(item["user_id"])
         else:
@@ -275,10 +242,10 @@ def test_index_values_survive_data_key_rotation(email_table, keyring):
         "u1", "u2"]
 
 
-def test_different_tables_give_different_index_values(dynamodb, keyring):
+def test_different_tables_give_different_index_values(make_table, keyring):
     schema = Schema("user_id", blind_indexes={"email": BlindIndex("email_bidx", bits=256)})
-    a = SealedTable(_create_table(dynamodb, ("email_bidx",)), schema=schema, keyring=keyring)
-    b = SealedTable(_create_table(dynamodb, ("email_bidx",)), schema=schema, keyring=keyring)
+    a = SealedTable(make_table(gsis=("email_bidx",)), schema=schema, keyring=keyring)
+    b = SealedTable(make_table(gsis=("email_bidx",)), schema=schema, keyring=keyring)
     for t in (a, b):
         t.put_item({"user_id": "u1", "email": "same@example.com"})
     va, vb = _raw_bidx(a.table, "u1"), _raw_bidx(b.table, "u1")
@@ -288,12 +255,12 @@ def test_different_tables_give_different_index_values(dynamodb, keyring):
     assert [i["user_id"] for i in b.find("email", "same@example.com")] == ["u1"]
 
 
-def test_different_attributes_give_different_index_values(dynamodb, keyring):
+def test_different_attributes_give_different_index_values(make_table, keyring):
     schema = Schema("user_id", blind_indexes={
         "email": BlindIndex("email_bidx", bits=256),
         "backup_email": BlindIndex("backup_bidx", bits=256),
     })
-    t = SealedTable(_create_table(dynamodb, ("email_bidx", "backup_bidx")), schema=schema,
+    t = SealedTable(make_table(gsis=("email_bidx", "backup_bidx")), schema=schema,
                     keyring=keyring)
     t.put_item({"user_id": "u1", "email": "x@example.com", "backup_email": "x@example.com"})
     assert _raw_bidx(t.table, "u1", "email_bidx") != _raw_bidx(t.table, "u1", "backup_bidx")
@@ -316,27 +283,23 @@ def test_index_values_without_io(keyring, tmp_path):
 # -- truncation ---------------------------------------------------------------------------
 
 
-def test_bits_16_stores_two_bytes(dynamodb, keyring):
-    schema = Schema("user_id", blind_indexes={"email": BlindIndex("email_bidx", bits=16)})
-    t = SealedTable(_create_table(dynamodb, ("email_bidx",)), schema=schema, keyring=keyring)
-    for i in range(20):
+@pytest.mark.parametrize(("bits", "n", "zero_mask", "used_mask", "probe"), [
+    pytest.param(16, 20, 0x00, 0x0F, 7, id="bits-16-all-used"),
+    pytest.param(12, 40, 0x0F, 0xF0, 33, id="bits-12-low-nibble-zero"),
+])
+def test_truncated_index_stores_two_bytes(make_table, keyring, bits, n, zero_mask, used_mask,
+                                          probe):
+    """The second byte keeps only the bits asked for: ``zero_mask`` bits are always zero, and
+    some value sets a bit of ``used_mask``, the last nibble in use."""
+    schema = Schema("user_id", blind_indexes={"email": BlindIndex("email_bidx", bits=bits)})
+    t = SealedTable(make_table(gsis=("email_bidx",)), schema=schema, keyring=keyring)
+    for i in range(n):
         t.put_item({"user_id": f"u{i}", "email": f"p{i}@example.com"})
-    values = [_raw_bidx(t.table, f"u{i}") for i in range(20)]
+    values = [_raw_bidx(t.table, f"u{i}") for i in range(n)]
     assert all(len(v) == 2 for v in values)
-    assert any(v[1] & 0x0F for v in values)  # all 16 bits are used
-    assert [i["user_id"] for i in t.find("email", "p7@example.com")] == ["u7"]
-
-
-def test_bits_12_stores_two_bytes_with_low_nibble_zero(dynamodb, keyring):
-    schema = Schema("user_id", blind_indexes={"email": BlindIndex("email_bidx", bits=12)})
-    t = SealedTable(_create_table(dynamodb, ("email_bidx",)), schema=schema, keyring=keyring)
-    for i in range(40):
-        t.put_item({"user_id": f"u{i}", "email": f"p{i}@example.com"})
-    values = [_raw_bidx(t.table, f"u{i}") for i in range(40)]
-    assert all(len(v) == 2 for v in values)
-    assert all(v[1] & 0x0F == 0 for v in values)
-    assert any(v[1] & 0xF0 for v in values)
-    assert [i["user_id"] for i in t.find("email", "p33@example.com")] == ["u33"]
+    assert all(v[1] & zero_mask == 0 for v in values)
+    assert any(v[1] & used_mask for v in values)
+    assert [i["user_id"] for i in t.find("email", f"p{probe}@example.com")] == [f"u{probe}"]
 
 
 @pytest.mark.parametrize("bits", [1, 7, 8, 9, 12, 31, 32, 33, 100, 255, 256])
@@ -415,10 +378,10 @@ def test_unindexable_values(value):
         BlindIndex("x_bidx").normalized(value)
 
 
-def test_digits_index_on_a_table(dynamodb, keyring):
+def test_digits_index_on_a_table(make_table, keyring):
     schema = Schema("user_id", blind_indexes={
         "phone": BlindIndex("phone_bidx", bits=16, normalize="digits")})
-    t = SealedTable(_create_table(dynamodb, ("phone_bidx",)), schema=schema, keyring=keyring)
+    t = SealedTable(make_table(gsis=("phone_bidx",)), schema=schema, keyring=keyring)
     t.put_item({"user_id": "u1", "phone": "+1 (555) 010-0199"})
     t.put_item({"user_id": "u2", "phone": "+1 555 010 0100"})
     t.put_item({"user_id": "u3", "phone": 15550100199})
@@ -427,9 +390,9 @@ def test_digits_index_on_a_table(dynamodb, keyring):
     assert list(t.find("phone", "555")) == []
 
 
-def test_find_with_normalize_none_is_exact(dynamodb, keyring):
+def test_find_with_normalize_none_is_exact(make_table, keyring):
     schema = Schema("user_id", blind_indexes={"code": BlindIndex("code_bidx", bits=32)})
-    t = SealedTable(_create_table(dynamodb, ("code_bidx",)), schema=schema, keyring=keyring)
+    t = SealedTable(make_table(gsis=("code_bidx",)), schema=schema, keyring=keyring)
     t.put_item({"user_id": "u1", "code": "AbC"})
     assert [i["user_id"] for i in t.find("code", "AbC")] == ["u1"]
     assert list(t.find("code", "abc")) == []

@@ -15,30 +15,18 @@ import pytest
 from dynaseal import LocalKeyring
 from dynaseal.cli import main
 from dynaseal.devstack import free_port
-
-
-def _materials(path: Path) -> list[str]:
-    doc = json.loads(path.read_text())
-    return [k["material"] for k in doc["keys"]] + [doc["index_key"]]
+from support import all_tables, base_doc, key_materials, secret_forms, to_toml
 
 
 def _assert_no_material(path: Path, *outputs: str) -> None:
-    for secret in _materials(path):
+    forms = secret_forms(path)
+    for secret in key_materials(path):
         assert len(secret) == 44
         for out in outputs:
-            assert secret not in out
             assert secret[:16] not in out
-
-
-def _all_tables(client: Any) -> set[str]:
-    names: set[str] = set()
-    kwargs: dict[str, Any] = {}
-    while True:
-        page = client.list_tables(**kwargs)
-        names.update(page["TableNames"])
-        if "LastEvaluatedTableName" not in page:
-            return names
-        kwargs["ExclusiveStartTableName"] = page["LastEvaluatedTableName"]
+    for out in outputs:
+        for form in forms:
+            assert form not in out
 
 
 # -- keys ---------------------------------------------------------------------------------
@@ -164,38 +152,20 @@ def test_usage_errors_exit_2(capsys):
 # -- tables -------------------------------------------------------------------------------
 
 
-def _config(conf_dir: Path, endpoint: str, name: str, *, extra: str = "") -> Path:
+def _config(conf_dir: Path, endpoint: str, name: str, **dynamodb: Any) -> Path:
+    """A config with a users table (unique e-mail index) and an orders table (numeric sort key).
+
+    ``dynamodb`` adds settings to the [dynamodb] section.
+    """
     conf_dir.mkdir(exist_ok=True)
     if not (conf_dir / "keys.json").exists():
         LocalKeyring.generate(conf_dir / "keys.json")
+    doc = base_doc(endpoint, f"{name}-users")
+    doc["dynamodb"].update(dynamodb)
+    doc["tables"]["orders"] = {"table_name": f"{name}-orders", "partition_key": "customer",
+                               "sort_key": "order_id", "sort_key_type": "N"}
     path = conf_dir / "dynaseal.toml"
-    path.write_text(f"""
-[keyring]
-type = "local"
-path = "keys.json"
-
-[dynamodb]
-region = "us-east-1"
-endpoint_url = "{endpoint}"
-{extra}
-[tables.users]
-table_name = "{name}-users"
-partition_key = "user_id"
-sign = ["created_at", "role"]
-plain = ["ttl"]
-
-[tables.users.blind_indexes.email]
-attribute = "email_bidx"
-bits = 32
-normalize = "casefold"
-unique = true
-
-[tables.orders]
-table_name = "{name}-orders"
-partition_key = "customer"
-sort_key = "order_id"
-sort_key_type = "N"
-""")
+    path.write_text(to_toml(doc))
     return path
 
 
@@ -209,7 +179,7 @@ def test_tables_create(dynalite, dynamodb, tmp_path, capsys):
                                 f"table {name}-users.dynaseal-claims: created",
                                 f"table {name}-orders: created"]
     client = dynamodb.meta.client
-    tables = _all_tables(client)
+    tables = all_tables(client)
     assert {f"{name}-users", f"{name}-users.dynaseal-claims", f"{name}-orders"} <= tables
     users = client.describe_table(TableName=f"{name}-users")["Table"]
     assert [g["IndexName"] for g in users["GlobalSecondaryIndexes"]] == ["email_bidx"]
@@ -235,7 +205,7 @@ def test_tables_create_only_one_table_from_env_config(dynalite, dynamodb, tmp_pa
     assert main(["tables", "create", "--table", "orders"]) == 0
     out, _ = capsys.readouterr()
     assert out.splitlines() == [f"table {name}-orders: created"]
-    tables = _all_tables(dynamodb.meta.client)
+    tables = all_tables(dynamodb.meta.client)
     assert f"{name}-orders" in tables
     assert f"{name}-users" not in tables
 
@@ -269,7 +239,7 @@ def test_tables_create_unreachable_endpoint_is_a_one_line_error(tmp_path, capsys
     """Nothing listens on this loopback port; the module promises one line and exit 1."""
     port = free_port()
     path = _config(tmp_path / "conf", f"http://127.0.0.1:{port}", "never",
-                   extra="max_attempts = 1\n")
+                   max_attempts=1)
     assert main(["tables", "create", "--config", str(path)]) == 1
     out, err = capsys.readouterr()
     assert out == ""

@@ -20,26 +20,13 @@ from dynaseal.codec import (
     to_python,
     varint,
 )
+from support import nested_list, nested_map
 
 HUGE = Decimal("9.9999999999999999999999999999999999999E+125")
 TINY = Decimal("1E-130")
 NEG_HUGE = Decimal("-9.9999999999999999999999999999999999999E+125")
 NEG_TINY = Decimal("-1E-130")
 DIGITS_38 = Decimal("1234567890123456789012345678901234567.8")
-
-
-def nested_list(levels: int, leaf: Any = "x") -> Any:
-    value = leaf
-    for _ in range(levels):
-        value = [value]
-    return value
-
-
-def nested_map(levels: int, leaf: Any = "x") -> Any:
-    value = leaf
-    for _ in range(levels):
-        value = {"k": value}
-    return value
 
 
 # -- varint ----------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -21,54 +20,7 @@ from dynaseal import (
     UniqueConstraintError,
 )
 from dynaseal.config import Config
-
-# -- a tiny TOML writer for the test documents --------------------------------------------
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
-    raise TypeError(v)
-
-
-def to_toml(doc: dict[str, Any], prefix: tuple[str, ...] = ()) -> str:
-    lines = []
-    if prefix:
-        lines.append("[" + ".".join(prefix) + "]")
-    for k, v in doc.items():
-        if not isinstance(v, dict):
-            lines.append(f"{k} = {_value(v)}")
-    out = "\n".join(lines) + "\n"
-    for k, v in doc.items():
-        if isinstance(v, dict):
-            out += "\n" + to_toml(v, (*prefix, k))
-    return out
-
-
-def base_doc(endpoint: str = "http://127.0.0.1:8000", table_name: str | None = None
-             ) -> dict[str, Any]:
-    users: dict[str, Any] = {
-        "partition_key": "user_id",
-        "sign": ["created_at", "role"],
-        "plain": ["ttl"],
-        "blind_indexes": {
-            "email": {"attribute": "email_bidx", "bits": 32, "normalize": "casefold",
-                      "unique": True},
-        },
-    }
-    if table_name:
-        users = {"table_name": table_name, **users}
-    return {
-        "keyring": {"type": "local", "path": "keys.json"},
-        "dynamodb": {"region": "us-east-1", "endpoint_url": endpoint},
-        "tables": {"users": users},
-    }
+from support import all_tables, base_doc, to_toml
 
 
 @pytest.fixture
@@ -467,7 +419,7 @@ def test_create_tables_only_and_without_unique(dynalite, conf_dir, write, dynamo
                                  "partition_key_type": "N", "sort_key": "sk"}
     config = Config.load(write(doc))
     assert list(config.create_tables(only=["plainish"])) == [f"table cfg-b-{suffix}: created"]
-    assert f"cfg-a-{suffix}" not in _all_tables(dynamodb)
+    assert f"cfg-a-{suffix}" not in all_tables(dynamodb.meta.client)
     desc = dynamodb.meta.client.describe_table(TableName=f"cfg-b-{suffix}")["Table"]
     assert desc["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"},
                                  {"AttributeName": "sk", "KeyType": "RANGE"}]
@@ -476,20 +428,8 @@ def test_create_tables_only_and_without_unique(dynalite, conf_dir, write, dynamo
     assert "GlobalSecondaryIndexes" not in desc
     # A non-unique index gets its GSI but no claims table.
     assert list(config.create_tables(only=["users"])) == [f"table cfg-a-{suffix}: created"]
-    tables = _all_tables(dynamodb)
+    tables = all_tables(dynamodb.meta.client)
     assert f"cfg-a-{suffix}" in tables
     assert f"cfg-a-{suffix}.dynaseal-claims" not in tables
     with pytest.raises(ConfigError, match="no table 'nope' is configured"):
         list(config.create_tables(only=["nope"]))
-
-
-def _all_tables(dynamodb: Any) -> set[str]:
-    client = dynamodb.meta.client
-    names: set[str] = set()
-    kwargs: dict[str, Any] = {}
-    while True:
-        page = client.list_tables(**kwargs)
-        names.update(page["TableNames"])
-        if "LastEvaluatedTableName" not in page:
-            return names
-        kwargs["ExclusiveStartTableName"] = page["LastEvaluatedTableName"]

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import stat
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 
 from dynaseal import DynasealError, ItemSealer, KeyNotFoundError, LocalKeyring, Schema
 from dynaseal.keyring import PROVIDER_LOCAL, UnwrapError, WrappedKey
+from support import errors_of, run_concurrently, secret_forms
 
 CONTEXT = {"dynaseal:table": "users"}
 
@@ -31,18 +31,6 @@ def write_keyset(path: Path, text: str) -> None:
 
 def mode_of(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
-
-
-def secret_forms(path: Path) -> list[str]:
-    """Every key material of a keyset file, as base64 and as hex (both cases)."""
-    doc = read_doc(path)
-    out = []
-    for b64 in [k["material"] for k in doc["keys"]] + [doc["index_key"]]:
-        raw = base64.b64decode(b64)
-        assert len(raw) == 32
-        out += [b64, raw.hex(), raw.hex().upper(), base64.urlsafe_b64encode(raw).decode(),
-                repr(raw)]
-    return out
 
 
 # -- generate ----------------------------------------------------------------------------------
@@ -306,23 +294,8 @@ def test_concurrent_rotations_from_two_objects_both_land(tmp_path):
     path = tmp_path / "keys.json"
     original = LocalKeyring.generate(path)
     rings = [LocalKeyring.load(path), LocalKeyring.load(path)]
-    barrier = threading.Barrier(2)
-    results: list[str] = []
-    errors: list[BaseException] = []
-
-    def worker(ring: LocalKeyring) -> None:
-        try:
-            barrier.wait()
-            results.append(ring.rotate())
-        except BaseException as e:  # pragma: no cover - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(r,)) for r in rings]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert errors == []
+    results = run_concurrently(len(rings), lambda i: rings[i].rotate(), timeout=30)
+    assert errors_of(results) == []
     final = LocalKeyring.load(path)
     assert len(final.key_ids) == 3
     assert set(final.key_ids) == {original.primary_key_id, *results}
@@ -334,24 +307,9 @@ def test_many_concurrent_rotations_all_land(tmp_path):
     path = tmp_path / "keys.json"
     LocalKeyring.generate(path)
     rings = [LocalKeyring.load(path) for _ in range(4)]
-    barrier = threading.Barrier(len(rings))
-    results: list[str] = []
-    errors: list[BaseException] = []
-
-    def worker(ring: LocalKeyring) -> None:
-        try:
-            barrier.wait()
-            for _ in range(5):
-                results.append(ring.rotate())
-        except BaseException as e:  # pragma: no cover - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(r,)) for r in rings]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert errors == []
+    per_ring = run_concurrently(len(rings), lambda i: [rings[i].rotate() for _ in range(5)])
+    assert errors_of(per_ring) == []
+    results = [key_id for ids in per_ring for key_id in ids]
     final = LocalKeyring.load(path)
     assert len(final.key_ids) == 1 + 20
     assert set(results) <= set(final.key_ids)

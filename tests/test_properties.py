@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from dynaseal import IntegrityError, ItemSealer, LocalKeyring, Schema
 from dynaseal.codec import decode_value, encode_value
+from support import as_stored, canon
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -78,46 +79,6 @@ def items(draw: st.DrawFn, *, extra: bool = True,
 
 
 # -- comparison helpers ------------------------------------------------------------------------
-
-
-def as_stored(v: Any) -> Any:
-    """What a value looks like after a trip through DynamoDB: Decimal numbers, bytes, lists."""
-    if isinstance(v, bool) or v is None or isinstance(v, str):
-        return v
-    if isinstance(v, int):
-        return Decimal(v)
-    if isinstance(v, bytes | bytearray | Binary):
-        return bytes(v)
-    if isinstance(v, dict):
-        return {k: as_stored(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [as_stored(x) for x in v]
-    if isinstance(v, set | frozenset):
-        return {as_stored(x) for x in v}
-    return v
-
-
-def canon(v: Any) -> Any:
-    """Tagged form: strict about bool vs number, bytes vs Binary, int vs Decimal, set vs list."""
-    if isinstance(v, bool):
-        return ("BOOL", v)
-    if v is None:
-        return ("NULL",)
-    if type(v) is str:
-        return ("S", v)
-    if type(v) is int:
-        return ("int", v)
-    if type(v) is Decimal:
-        return ("N", v)
-    if type(v) is bytes:
-        return ("B", v)
-    if type(v) is list:
-        return ("L", tuple(canon(x) for x in v))
-    if type(v) is dict:
-        return ("M", tuple(sorted((k, canon(x)) for k, x in v.items())))
-    if type(v) is set:
-        return ("SET", frozenset(canon(x) for x in v))
-    return ("UNEXPECTED", type(v).__name__, repr(v))
 
 
 def wire_types(v: Any) -> Any:

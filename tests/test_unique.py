@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-import boto3
 import pytest
 from boto3.dynamodb.conditions import Attr
 from botocore.exceptions import ClientError
@@ -23,6 +22,7 @@ from dynaseal import (
 )
 from dynaseal.codec import as_bytes
 from dynaseal.tables import claims_table_name, create_table
+from support import per_thread_tables, raw_items, run_concurrently, scan_all
 
 LEASE = 0.5
 
@@ -35,60 +35,39 @@ def unique_schema(*, username: bool = False) -> Schema:
     return Schema("user_id", sign=["created_at"], blind_indexes=indexes)
 
 
-def _wait_active(client: Any, name: str) -> None:
-    """Poll briefly: boto3's waiter sleeps 20 s whenever its first look sees CREATING."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        desc = client.describe_table(TableName=name)["Table"]
-        gsis = desc.get("GlobalSecondaryIndexes", [])
-        if desc["TableStatus"] == "ACTIVE" and all(g["IndexStatus"] == "ACTIVE" for g in gsis):
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"table {name} did not become ACTIVE")
-
-
-def _make(dynamodb: Any, keyring: LocalKeyring, schema: Schema) -> SealedTable:
+@pytest.fixture
+def make_users(make_table: Callable[..., Any], dynamodb: Any,
+               keyring: LocalKeyring) -> Callable[[Schema], SealedTable]:
     """Create the table layout create_table() builds, then check create_table() agrees."""
-    name = f"uniq-{uuid.uuid4().hex[:10]}"
-    client = dynamodb.meta.client
-    attrs = [{"AttributeName": "user_id", "AttributeType": "S"}]
-    gsis = []
-    for index in schema.blind_indexes.values():
-        attrs.append({"AttributeName": index.attribute, "AttributeType": "B"})
-        gsis.append({"IndexName": index.attribute,
-                     "KeySchema": [{"AttributeName": index.attribute, "KeyType": "HASH"}],
-                     "Projection": {"ProjectionType": "ALL"}})
-    client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
-                        KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}],
-                        AttributeDefinitions=attrs, GlobalSecondaryIndexes=gsis)
-    client.create_table(TableName=claims_table_name(name), BillingMode="PAY_PER_REQUEST",
-                        KeySchema=[{"AttributeName": "claim", "KeyType": "HASH"}],
-                        AttributeDefinitions=[{"AttributeName": "claim", "AttributeType": "B"}])
-    _wait_active(client, name)
-    _wait_active(client, claims_table_name(name))
-    assert list(create_table(dynamodb, name, schema)) == [
-        f"table {name}: exists, left as it is",
-        f"table {name}.dynaseal-claims: exists, left as it is"]
-    return SealedTable(dynamodb.Table(name), schema=schema, keyring=keyring)
+
+    def make(schema: Schema) -> SealedTable:
+        gsis = tuple(index.attribute for index in schema.blind_indexes.values())
+        table = make_table(gsis=gsis, claims=True)
+        assert list(create_table(dynamodb, table.name, schema)) == [
+            f"table {table.name}: exists, left as it is",
+            f"table {table.name}.dynaseal-claims: exists, left as it is"]
+        return SealedTable(table, schema=schema, keyring=keyring)
+
+    return make
 
 
 @pytest.fixture
-def users(dynamodb: Any, keyring: LocalKeyring) -> SealedTable:
+def users(make_users: Callable[[Schema], SealedTable]) -> SealedTable:
     """A table whose e-mail is a unique, case-insensitive blind index."""
-    return _make(dynamodb, keyring, unique_schema())
+    return make_users(unique_schema())
 
 
 def _claims(users: SealedTable) -> list[dict[str, Any]]:
-    table = users.table.meta.client
-    out: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"TableName": claims_table_name(users.name),
-                              "ConsistentRead": True}
-    while True:
-        page = table.scan(**kwargs)
-        out.extend(page["Items"])
-        if "LastEvaluatedKey" not in page:
-            return out
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return scan_all(users.table.meta.client.scan, TableName=claims_table_name(users.name),
+                    ConsistentRead=True)
+
+
+def _assert_held_by(users: SealedTable, uid: str) -> dict[str, Any]:
+    """The table's one claim is held, by ``uid``."""
+    (claim,) = _claims(users)
+    assert claim["owner"] == {"user_id": uid}
+    assert claim["state"] == "held"
+    return claim
 
 
 def _claim_for(users: SealedTable, email: str, source: str = "email") -> dict[str, Any] | None:
@@ -100,8 +79,7 @@ def _claim_for(users: SealedTable, email: str, source: str = "email") -> dict[st
 
 
 def _stored_ids(users: SealedTable) -> list[str]:
-    items = users.table.scan(ConsistentRead=True)["Items"]
-    return sorted(i["user_id"] for i in items)
+    return sorted(i["user_id"] for i in raw_items(users.table))
 
 
 def _holders(users: SealedTable, email: str) -> list[str]:
@@ -156,9 +134,7 @@ def test_second_user_with_same_email_is_refused(users):
     # Nothing was written for u2: no item, no claim.
     assert users.get_item({"user_id": "u2"}) is None
     assert _stored_ids(users) == ["u1"]
-    (claim,) = _claims(users)
-    assert claim["owner"] == {"user_id": "u1"}
-    assert claim["state"] == "held"
+    claim = _assert_held_by(users, "u1")
     assert "lease_until" not in claim
     assert _holders(users, "ADA@example.com") == ["u1"]
 
@@ -176,9 +152,7 @@ def test_same_user_can_be_rewritten_with_the_same_email(users):
     users.put_item(_user("u1", "ada@example.com", n=2))
     users.put_item(_user("u1", "ADA@example.com", n=3))
     assert users.get_item({"user_id": "u1"}) == _user("u1", "ADA@example.com", n=Decimal(3))
-    (claim,) = _claims(users)
-    assert claim["owner"] == {"user_id": "u1"}
-    assert claim["state"] == "held"
+    _assert_held_by(users, "u1")
     with pytest.raises(UniqueConstraintError):
         users.put_item(_user("u2", "ada@example.com"))
 
@@ -246,8 +220,8 @@ def test_update_item_respects_uniqueness(users):
     assert sorted(c["owner"]["user_id"] for c in _claims(users)) == ["u1", "u3"]
 
 
-def test_failed_second_index_releases_the_first_claim(dynamodb, keyring):
-    users = _make(dynamodb, keyring, unique_schema(username=True))
+def test_failed_second_index_releases_the_first_claim(make_users):
+    users = make_users(unique_schema(username=True))
     users.put_item(_user("u1", "a@example.com", username="ada"))
     with pytest.raises(UniqueConstraintError) as e:
         users.put_item(_user("u2", "b@example.com", username=" ADA "))
@@ -282,30 +256,13 @@ def test_batch_writer_is_refused(users):
 def test_twenty_concurrent_writers_one_winner(users, dynalite, keyring, round_):
     email = f"race{round_}@example.com"
     n = 20
-    # One boto3 session per thread: boto3 resources are not shared across threads.
-    tables = []
-    for _ in range(n):
-        resource = boto3.session.Session().resource(
-            "dynamodb", endpoint_url=dynalite.endpoint_url, region_name="us-east-1")
-        tables.append(SealedTable(resource.Table(users.name), schema=users.schema,
-                                  keyring=LocalKeyring.load(keyring.path)))
-    barrier = threading.Barrier(n)
-    results: list[Any] = [None] * n
+    tables = per_thread_tables(users, dynalite.endpoint_url, keyring.path, n)
 
-    def writer(i: int) -> None:
-        barrier.wait()
-        try:
-            tables[i].put_item(_user(f"racer{i:02d}", email.upper() if i % 2 else email))
-            results[i] = "ok"
-        except BaseException as exc:
-            results[i] = exc
+    def writer(i: int) -> str:
+        tables[i].put_item(_user(f"racer{i:02d}", email.upper() if i % 2 else email))
+        return "ok"
 
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads)
+    results = run_concurrently(n, writer)
     winners = [i for i, r in enumerate(results) if r == "ok"]
     losers = [r for r in results if r != "ok"]
     assert len(winners) == 1, results
@@ -314,9 +271,7 @@ def test_twenty_concurrent_writers_one_winner(users, dynalite, keyring, round_):
     (winner,) = winners
     assert _stored_ids(users) == [f"racer{winner:02d}"]
     assert _holders(users, email) == [f"racer{winner:02d}"]
-    (claim,) = _claims(users)
-    assert claim["owner"] == {"user_id": f"racer{winner:02d}"}
-    assert claim["state"] == "held"
+    _assert_held_by(users, f"racer{winner:02d}")
 
 
 # -- crashes between steps ----------------------------------------------------------------
@@ -346,9 +301,7 @@ def test_crash_after_claim_blocks_only_until_the_lease_ends(users):
     time.sleep(LEASE + 0.3)
     users.put_item(_user("u2", "Ada@example.com"))
     assert _holders(users, "ada@example.com") == ["u2"]
-    (claim,) = _claims(users)
-    assert claim["owner"] == {"user_id": "u2"}
-    assert claim["state"] == "held"
+    _assert_held_by(users, "u2")
     with pytest.raises(UniqueConstraintError):
         users.put_item(_user("ghost", "ada@example.com"))
 
@@ -357,9 +310,7 @@ def test_crash_after_claim_does_not_block_the_same_writer(users):
     users._unique.lease_seconds = LEASE
     _crash_after_claim(users, "u1", "ada@example.com")
     users.put_item(_user("u1", "ada@example.com"))  # the retry of the crashed writer
-    (claim,) = _claims(users)
-    assert claim["owner"] == {"user_id": "u1"}
-    assert claim["state"] == "held"
+    _assert_held_by(users, "u1")
 
 
 def test_crash_after_item_write_keeps_the_value_taken(users):
@@ -394,9 +345,7 @@ def test_crash_after_item_delete_frees_the_value_at_once(users):
     assert claim["state"] == "held"
     users.put_item(_user("u2", "ada@example.com"))  # no waiting: held, owner lacks the value
     assert _holders(users, "ada@example.com") == ["u2"]
-    (claim,) = _claims(users)
-    assert claim["owner"] == {"user_id": "u2"}
-    assert claim["state"] == "held"
+    _assert_held_by(users, "u2")
 
 
 def test_crash_after_email_change_frees_the_old_value_at_once(users):

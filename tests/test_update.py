@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 import time
-import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-import boto3
 import pytest
 
 from dynaseal import (
@@ -24,6 +22,7 @@ from dynaseal import (
 from dynaseal.codec import as_bytes
 from dynaseal.sealer import Header
 from dynaseal.tables import claims_table_name
+from support import errors_of, per_thread_tables, run_concurrently, scan_all
 
 ADA = {"user_id": "u1", "created_at": "2026-01-01", "role": "member", "email": "ada@example.com",
        "ssn": "078-05-1120", "ttl": 100, "tags": {"a", "b"}}
@@ -175,100 +174,51 @@ def test_update_after_a_plain_put_sees_the_latest_item(ada):
 def test_concurrent_updates_lose_nothing(users, dynalite, keyring):
     n_threads, n_updates = 10, 50
     users.put_item({"user_id": "hot", "created_at": "2026-01-01"})
-    tables = []
-    for _ in range(n_threads):
-        resource = boto3.session.Session().resource(
-            "dynamodb", endpoint_url=dynalite.endpoint_url, region_name="us-east-1")
-        tables.append(SealedTable(resource.Table(users.name), schema=users.schema,
-                                  keyring=LocalKeyring.load(keyring.path)))
-    barrier = threading.Barrier(n_threads)
-    errors: list[BaseException] = []
-    seen: list[list[int]] = [[] for _ in range(n_threads)]
+    tables = per_thread_tables(users, dynalite.endpoint_url, keyring.path, n_threads)
 
-    def worker(i: int) -> None:
-        barrier.wait()
-        try:
-            for j in range(n_updates):
-                new = tables[i].update_item({"user_id": "hot"}, set={f"field_{i}": j})
-                seen[i].append(int(new[f"field_{i}"]))
-        except BaseException as exc:
-            errors.append(exc)
+    def worker(i: int) -> list[int]:
+        seen = []
+        for j in range(n_updates):
+            new = tables[i].update_item({"user_id": "hot"}, set={f"field_{i}": j})
+            seen.append(int(new[f"field_{i}"]))
+        return seen
 
     start = time.monotonic()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    results = run_concurrently(n_threads, worker, timeout=120)
     elapsed = time.monotonic() - start
-    assert not any(t.is_alive() for t in threads)
-    assert errors == []
-    assert seen == [list(range(n_updates))] * n_threads
+    assert errors_of(results) == []
+    assert results == [list(range(n_updates))] * n_threads
     final = users.get_item({"user_id": "hot"})
     assert final == {"user_id": "hot", "created_at": "2026-01-01",
                      **{f"field_{i}": n_updates - 1 for i in range(n_threads)}}
     assert elapsed < 60
 
 
-def _unique_table(dynamodb: Any, keyring: LocalKeyring) -> SealedTable:
-    """A table with a unique e-mail index, its GSI and its claims table (polled, not waited)."""
-    name = f"upd-{uuid.uuid4().hex[:10]}"
-    client = dynamodb.meta.client
-    client.create_table(
-        TableName=name, BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "user_id", "AttributeType": "S"},
-                              {"AttributeName": "email_bidx", "AttributeType": "B"}],
-        GlobalSecondaryIndexes=[{"IndexName": "email_bidx",
-                                 "KeySchema": [{"AttributeName": "email_bidx",
-                                                "KeyType": "HASH"}],
-                                 "Projection": {"ProjectionType": "ALL"}}])
-    client.create_table(
-        TableName=claims_table_name(name), BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "claim", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "claim", "AttributeType": "B"}])
-    for table in (name, claims_table_name(name)):
-        deadline = time.monotonic() + 30
-        while client.describe_table(TableName=table)["Table"]["TableStatus"] != "ACTIVE":
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+@pytest.fixture
+def unique_users(make_table: Callable[..., Any], keyring: LocalKeyring) -> SealedTable:
+    """A table with a unique e-mail index, its GSI and its claims table."""
     schema = Schema("user_id", blind_indexes={
         "email": BlindIndex("email_bidx", bits=32, normalize="casefold", unique=True)})
-    return SealedTable(dynamodb.Table(name), schema=schema, keyring=keyring)
+    return SealedTable(make_table(gsis=("email_bidx",), claims=True), schema=schema,
+                       keyring=keyring)
 
 
-def test_concurrent_updates_on_a_unique_table(dynamodb, dynalite, keyring):
-    users = _unique_table(dynamodb, keyring)
+def test_concurrent_updates_on_a_unique_table(unique_users, dynalite, keyring):
+    users = unique_users
     users.put_item({"user_id": "u1", "email": "ada@example.com"})
     n_threads, n_updates = 5, 10
-    tables = []
-    for _ in range(n_threads):
-        resource = boto3.session.Session().resource(
-            "dynamodb", endpoint_url=dynalite.endpoint_url, region_name="us-east-1")
-        tables.append(SealedTable(resource.Table(users.name), schema=users.schema,
-                                  keyring=LocalKeyring.load(keyring.path)))
-    barrier = threading.Barrier(n_threads)
-    errors: list[BaseException] = []
+    tables = per_thread_tables(users, dynalite.endpoint_url, keyring.path, n_threads)
 
     def worker(i: int) -> None:
-        barrier.wait()
-        try:
-            for j in range(n_updates):
-                tables[i].update_item({"user_id": "u1"}, set={f"f{i}": j})
-        except BaseException as exc:
-            errors.append(exc)
+        for j in range(n_updates):
+            tables[i].update_item({"user_id": "u1"}, set={f"f{i}": j})
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert errors == []
+    assert errors_of(run_concurrently(n_threads, worker)) == []
     assert users.get_item({"user_id": "u1"}) == {
         "user_id": "u1", "email": "ada@example.com",
         **{f"f{i}": n_updates - 1 for i in range(n_threads)}}
-    claims = users.table.meta.client.scan(TableName=claims_table_name(users.name),
-                                          ConsistentRead=True)["Items"]
+    claims = scan_all(users.table.meta.client.scan, TableName=claims_table_name(users.name),
+                      ConsistentRead=True)
     assert [(c["owner"], c["state"]) for c in claims] == [({"user_id": "u1"}, "held")]
     with pytest.raises(UniqueConstraintError):
         users.put_item({"user_id": "u2", "email": "ADA@example.com"})
