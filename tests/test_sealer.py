@@ -638,15 +638,22 @@ def test_rotation_old_items_open_new_items_use_new_key(sealer, keyring, tmp_path
     assert reloaded.open(after) == OTHER
 
 
-def test_stale_keyring_reports_the_new_key_as_missing(sealer, keyring, tmp_path):
-    stale = ItemSealer(TABLE, SCHEMA, LocalKeyring.load(tmp_path / "keys.json"))
+def test_stale_keyring_rereads_its_file_for_a_key_rotated_elsewhere(sealer, keyring, tmp_path):
+    stale_ring = LocalKeyring.load(tmp_path / "keys.json")
+    stale = ItemSealer(TABLE, SCHEMA, stale_ring)
     new = keyring.rotate()
     after = sealer.seal(ITEM)
+    assert stale.open(after) == ITEM
+    assert stale_ring.primary_key_id == new
+    assert stale_ring.key_ids == keyring.key_ids
+
+
+def test_key_missing_from_the_file_too_is_reported(sealer, tmp_path):
+    other = LocalKeyring.generate(tmp_path / "other.json")
+    stored = ItemSealer(TABLE, SCHEMA, other).seal(ITEM)
     with pytest.raises(KeyNotFoundError) as info:
-        stale.open(after)
-    assert info.value.key_ids == (new,)
-    fresh = ItemSealer(TABLE, SCHEMA, LocalKeyring.load(tmp_path / "keys.json"))
-    assert fresh.open(after) == ITEM
+        sealer.open(stored)
+    assert info.value.key_ids == (other.primary_key_id,)
 
 
 # -- schema changes ----------------------------------------------------------------------------

@@ -358,9 +358,15 @@ def test_crash_after_email_change_frees_the_old_value_at_once(users):
     assert _claim_for(users, "old@example.com")["owner"] == {"user_id": "u2"}
 
 
-def test_claim_pointing_at_a_tampered_item_is_stale(users):
+def test_claim_pointing_at_an_item_that_cannot_be_opened_fails_closed(users, caplog):
+    """A holder this process cannot verify still holds the value: no takeover on a guess."""
     users.put_item(_user("u1", "ada@example.com"))
     users.table.update_item(Key={"user_id": "u1"}, UpdateExpression="SET created_at = :x",
                             ExpressionAttributeValues={":x": "1999-01-01"})
-    users.put_item(_user("u2", "ada@example.com"))
-    assert _claim_for(users, "ada@example.com")["owner"] == {"user_id": "u2"}
+    with caplog.at_level("WARNING", logger="dynaseal"), \
+            pytest.raises(UniqueConstraintError):
+        users.put_item(_user("u2", "ada@example.com"))
+    assert _claim_for(users, "ada@example.com")["owner"] == {"user_id": "u1"}
+    assert users.get_item({"user_id": "u2"}, ConsistentRead=True) is None
+    assert any("cannot be opened here" in r.getMessage() for r in caplog.records)
+    assert "ada@example.com" not in caplog.text

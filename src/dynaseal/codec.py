@@ -107,7 +107,8 @@ def _utf8(text: str, path: str) -> bytes:
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidItemError(f"{path}: string is not valid Unicode text") from None
+        pass  # raised below, outside the handler: the error object holds the whole string
+    raise InvalidItemError(f"{path}: string is not valid Unicode text")
 
 
 def _lp(data: bytes) -> bytes:
@@ -121,7 +122,8 @@ def encode_value(value: Any, path: str = "value", depth: int = 0) -> bytes:
         try:
             return b"\x01" + str.encode(value, "utf-8")
         except UnicodeEncodeError:
-            raise InvalidItemError(f"{path}: string is not valid Unicode text") from None
+            pass  # raised below, outside the handler: the error object holds the whole string
+        raise InvalidItemError(f"{path}: string is not valid Unicode text")
     if t is bool:
         return b"\x04\x01" if value else b"\x04\x00"
     if t is int or t is Decimal:

@@ -184,7 +184,8 @@ def _dynamodb_settings(ddb: Mapping[str, Any], err: Any) -> DynamoDBSettings:
     if verify is False:
         raise err("dynamodb.verify", "false is refused: TLS certificates are always verified "
                   "(give a CA bundle path instead)")
-    if verify is not None and verify is not True and not isinstance(verify, str):
+    if verify is not None and verify is not True and (
+            not isinstance(verify, str) or not verify.strip()):
         raise err("dynamodb.verify", "must be true or a CA bundle path")
     use_ssl = ddb.get("use_ssl", True)
     if use_ssl is not True:

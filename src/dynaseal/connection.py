@@ -10,15 +10,18 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config as BotoConfig
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from .errors import ConfigError
 
-__all__ = ["check_endpoint", "connect", "effective_endpoint", "is_loopback"]
+__all__ = ["check_endpoint", "check_verify", "connect", "effective_endpoint", "is_loopback"]
 
 log = logging.getLogger("dynaseal")
 
@@ -41,26 +44,75 @@ def effective_endpoint(service: str, endpoint_url: str | None) -> str | None:
     return env or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
+def _parse(endpoint_url: str, source: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port, refusing any URL two parsers could read differently.
+
+    botocore connects through urllib3, whose parser treats some characters (a backslash, for
+    one) differently from :func:`urllib.parse.urlsplit`; so anything unusual in the authority is
+    refused outright and both parsers must agree on what is left.
+    """
+    if any(c in endpoint_url for c in "\\@%") or any(
+        ord(c) <= 0x20 or ord(c) == 0x7F for c in endpoint_url
+    ):
+        raise ConfigError(
+            f"{source}: endpoint URL holds a character that is refused (backslash, '@', '%', "
+            "white space or control characters)"
+        )
+    try:
+        parts = urlsplit(endpoint_url)
+        port = parts.port
+        other = parse_url(endpoint_url)
+    except (ValueError, LocationParseError):
+        raise ConfigError(f"{source}: endpoint is not a valid URL") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{source}: endpoint must be an https:// URL")
+    host = (parts.hostname or "").lower()
+    other_host = (other.host or "").lower().strip("[]")
+    if (other.scheme or "").lower() != scheme or other_host != host or other.port != port:
+        raise ConfigError(f"{source}: endpoint URL is ambiguous")
+    return scheme, host, port
+
+
+def _proxied(host: str, scheme: str) -> bool:
+    proxies = urllib.request.getproxies()
+    return bool(proxies.get(scheme)) and not urllib.request.proxy_bypass(host)
+
+
 def check_endpoint(endpoint_url: str | None, *, source: str = "endpoint_url",
                    warn: bool = False) -> None:
     """Refuse anything but https, or http on a loopback address (with ``warn``, logged)."""
     if endpoint_url is None:
         return
-    parts = urlsplit(endpoint_url)
-    scheme = parts.scheme.lower()
-    host = parts.hostname or ""
+    scheme, host, port = _parse(endpoint_url, source)
     if scheme == "https" and host:
         return
     if scheme == "http" and host and is_loopback(host):
+        if _proxied(host, "http"):
+            raise ConfigError(
+                f"{source}: plaintext HTTP to {host} would go through the HTTP proxy in the "
+                f"environment; add {host} to NO_PROXY"
+            )
         if warn:
             log.warning("dynaseal: plaintext HTTP to %s (loopback, local development only)",
-                        f"{host}:{parts.port}" if parts.port else host)
+                        f"{host}:{port}" if port else host)
         return
     if scheme == "http":
         raise ConfigError(
             f"{source}: plaintext http:// is refused for a non-loopback host; use https://"
         )
     raise ConfigError(f"{source}: endpoint must be an https:// URL")
+
+
+def check_verify(verify: object, *, source: str = "verify") -> None:
+    """``verify`` may be absent, True, or a CA bundle path; False or a blank path is refused
+    (some botocore versions read a blank path as "do not verify")."""
+    if verify is None or verify is True:
+        return
+    if verify is False:
+        raise ConfigError(f"{source}=False is refused: TLS certificates are always verified")
+    if not isinstance(verify, str) or not verify.strip():
+        raise ConfigError(f"{source}: must be true or the path of a CA bundle")
 
 
 def connect(
@@ -75,8 +127,10 @@ def connect(
     max_attempts: int = 5,
 ) -> Any:
     """A boto3 resource (or client) for ``service`` after the transport checks pass."""
-    if verify is False:
-        raise ConfigError("verify=False is refused: TLS certificates are always verified")
+    check_verify(verify)
+    for variable in ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE"):
+        if variable in os.environ and not os.environ[variable].strip():
+            raise ConfigError(f"{variable} is set but blank: unset it or give a CA bundle path")
     if use_ssl is False:
         raise ConfigError("use_ssl=False is refused: connections to AWS use TLS")
     session = session or boto3.session.Session()

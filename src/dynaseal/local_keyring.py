@@ -13,10 +13,12 @@ import contextlib
 import fcntl
 import functools
 import json
+import logging
 import os
 import secrets
 import stat
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +34,8 @@ from .errors import DynasealError
 from .keyring import PROVIDER_LOCAL, DataKey, Keyring, UnwrapError, WrappedKey
 
 __all__ = ["KeyInfo", "LocalKeyring"]
+
+log = logging.getLogger("dynaseal")
 
 _FILE_TYPE = "dynaseal-local-keyset"
 _FILE_VERSION = 1
@@ -101,49 +105,46 @@ class LocalKeyring(Keyring):
         self._primary = primary_key_id
         self._index_root = index_root
         self._path = path
+        self._reloaded_at = float("-inf")
 
     # -- construction -----------------------------------------------------------------------
 
     @classmethod
     def generate(cls, path: str | os.PathLike[str]) -> LocalKeyring:
-        """Create a new keyset file with one primary key; never overwrites an existing file."""
+        """Create a new keyset file with one primary key; never overwrites an existing file.
+
+        The file appears whole or not at all: it is written to a temporary file first and then
+        linked into place, which fails if the path exists.
+        """
         p = Path(path)
         key = _make_key(_new_key_id(()))
         ring = cls([key], key.key_id, secrets.token_bytes(32), p)
-        data = ring._to_json()
+        if os.path.lexists(p):
+            raise DynasealError(f"{p}: a key file already exists; refusing to overwrite it")
         try:
-            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise DynasealError(
-                f"{p}: a key file already exists; refusing to overwrite it"
-            ) from None
+            tmp = _write_private(p, ring._to_json())
         except OSError as e:
             raise DynasealError(f"{p}: cannot create the key file ({e.strerror})") from None
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        exists = False
+        try:
+            os.link(tmp, p)
+        except FileExistsError:
+            exists = True
+        finally:
+            os.unlink(tmp)
+        if exists:
+            raise DynasealError(f"{p}: a key file already exists; refusing to overwrite it")
+        _fsync_dir(p.parent)
         return ring
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LocalKeyring:
-        """Read a keyset file, refusing one that group or others may read or write."""
+        """Read a keyset file, refusing one that group or others may read or write, that is
+        not a regular file, or that belongs to another user."""
         p = Path(path)
-        try:
-            fd = os.open(p, os.O_RDONLY)
-        except FileNotFoundError:
-            raise DynasealError(f"{p}: no key file here (create one with "
-                                f"'dynaseal keys generate {p}')") from None
-        except OSError as e:
-            raise DynasealError(f"{p}: cannot open the key file ({e.strerror})") from None
-        with os.fdopen(fd, "r", encoding="utf-8") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise DynasealError(
-                    f"{p}: key file is accessible by group or others "
-                    f"(mode {stat.S_IMODE(mode):04o}); run 'chmod 600 {p}'"
-                )
-            raw = f.read()
+        raw, problem = _read_private(p)
+        if raw is None:
+            raise DynasealError(problem or f"{p}: cannot read the key file")
         return cls._from_json(raw, p)
 
     @classmethod
@@ -154,7 +155,9 @@ class LocalKeyring(Keyring):
         try:
             doc = json.loads(raw)
         except ValueError:
-            raise bad("not JSON") from None
+            doc = None  # raised below, outside this block: the error holds the file's text
+        if doc is None:
+            raise bad("not JSON")
         if not isinstance(doc, dict) or doc.get("type") != _FILE_TYPE:
             raise bad("missing type marker")
         if doc.get("version") != _FILE_VERSION:
@@ -215,12 +218,13 @@ class LocalKeyring(Keyring):
             self._keys[key.key_id] = key
             self._primary = key.key_id
             return key.key_id
-        with _locked(self._path):
-            current = LocalKeyring.load(self._path)
+        target = self._path.resolve()  # a symlinked key file is updated where it really is
+        with _locked(target):
+            current = LocalKeyring.load(target)
             key = _make_key(_new_key_id(list(current._keys)))
             current._keys[key.key_id] = key
             current._primary = key.key_id
-            _atomic_write(self._path, current._to_json())
+            _atomic_write(target, current._to_json())
         self._keys = current._keys
         self._primary = current._primary
         self._index_root = current._index_root
@@ -261,6 +265,35 @@ class LocalKeyring(Keyring):
                        single_use=True)
 
     def decrypt_data_key(
+        self, wrapped: Sequence[WrappedKey], context: Mapping[str, str]
+    ) -> bytes | None:
+        found = self._unwrap(wrapped, context)
+        if found is None and self._reload_for(wrapped):
+            found = self._unwrap(wrapped, context)
+        return found
+
+    def _reload_for(self, wrapped: Sequence[WrappedKey]) -> bool:
+        """Re-read the key file when an item names a local key we lack: another process may
+        have rotated. At most once a second, so unknown ids cannot make us hammer the disk."""
+        if self._path is None or not any(
+            w.provider == PROVIDER_LOCAL and w.key_id not in self._keys for w in wrapped
+        ):
+            return False
+        now = time.monotonic()
+        if now - self._reloaded_at < 1.0:
+            return False
+        self._reloaded_at = now
+        try:
+            fresh = LocalKeyring.load(self._path)
+        except DynasealError:
+            log.warning("dynaseal: could not re-read the key file %s", self._path)
+            return False
+        self._keys = fresh._keys
+        self._primary = fresh._primary
+        self._index_root = fresh._index_root
+        return True
+
+    def _unwrap(
         self, wrapped: Sequence[WrappedKey], context: Mapping[str, str]
     ) -> bytes | None:
         for w in wrapped:
@@ -304,10 +337,60 @@ def _make_key(key_id: str) -> _Key:
     return _Key(key_id, _now(), material, AESGCM(material))
 
 
+def _read_private(p: Path) -> tuple[str | None, str | None]:
+    """The text of a key file, or the reason it is refused (errors raised by the caller, so
+    no exception that holds the file's bytes is chained to the one the caller sees)."""
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None, f"{p}: no key file here (create one with 'dynaseal keys generate {p}')"
+    except OSError as e:
+        return None, f"{p}: cannot open the key file ({e.strerror})"
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return None, f"{p}: the key file is not a regular file"
+        if st.st_uid not in (os.geteuid(), 0):
+            return None, f"{p}: the key file belongs to another user (uid {st.st_uid})"
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            return None, (f"{p}: key file is accessible by group or others "
+                          f"(mode {stat.S_IMODE(st.st_mode):04o}); run 'chmod 600 {p}'")
+        data = f.read()
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError:
+        pass
+    return None, f"{p}: not a valid dynaseal keyset (not UTF-8 text)"
+
+
+def _write_private(path: Path, data: str) -> str:
+    """Write ``data`` to a new 0600 temporary file beside ``path``, synced; return its name."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _fsync_dir(directory: Path) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     lock_path = path.with_name(path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -317,20 +400,11 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _atomic_write(path: Path, data: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = _write_private(path, data)
     try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    _fsync_dir(path.parent)

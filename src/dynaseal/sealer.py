@@ -241,13 +241,12 @@ class ItemSealer:
                     f"table {self.table_name!r}: key attribute {name!r} is missing"
                 ) from None
             if type(value) is str:  # the common case, inline
-                try:
-                    raw = value.encode("utf-8")
-                except UnicodeEncodeError:
+                raw = _utf8_or_none(value)
+                if raw is None:
                     raise InvalidItemError(
                         f"table {self.table_name!r}: key attribute {name!r} is not valid "
                         "Unicode text"
-                    ) from None
+                    )
                 size = len(raw)
                 encoded = b"\x01" + raw
             else:
@@ -355,12 +354,10 @@ class ItemSealer:
                 raise InvalidItemError(
                     f"table {self.table_name!r}: attribute names must be non-empty strings"
                 )
-            try:
-                lp(name)
-            except UnicodeEncodeError:
+            if _utf8_or_none(name) is None:
                 raise InvalidItemError(
                     f"table {self.table_name!r}: an attribute name is not valid Unicode text"
-                ) from None
+                )
             if name in keys:
                 continue
             if name in schema.plain:
@@ -499,12 +496,16 @@ class ItemSealer:
         decode = codec.decode_value
         for name, nonce, suffix, ct in zip(encrypted, plan.nonces, plan.aad_suffixes,
                                            ciphertexts, strict=True):
+            problem = None
             try:
                 result[name] = decode(decrypt(nonce, ct, aad_prefix + suffix))
             except InvalidTag:
-                raise fail(stored) from None
-            except (ValueError, UnicodeDecodeError):
-                raise fail(stored, "encrypted value is malformed") from None
+                problem = "item failed authentication"
+            except (ValueError, ArithmeticError):
+                # raised below, outside the handler: a decode error holds the plaintext
+                problem = "encrypted value is malformed"
+            if problem is not None:
+                raise fail(stored, problem)
         if len(stored) > n_expected:
             plain = self.schema.plain
             for name in stored:
@@ -569,6 +570,15 @@ _SHA256 = hashes.SHA256()
 @functools.lru_cache(maxsize=64)
 def _key_id_lp(provider: int, key_id: str) -> bytes:
     return bytes((provider,)) + _lp(_encode_key_id(provider, key_id))
+
+
+def _utf8_or_none(text: str) -> bytes | None:
+    """UTF-8 of ``text``, or None for lone surrogates. Never raises: the encoder's error holds
+    the whole string, and must not end up as the context of the error we raise."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
 
 
 def _first_of_two(pair: tuple[str, Any]) -> str:

@@ -21,12 +21,14 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from boto3.dynamodb.conditions import Attr
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 
 from .blind_index import BlindIndex
 from .errors import DynasealError, IntegrityError, UniqueConstraintError
+from .schema import HEADER_ATTRIBUTE
 from .sealer import describe_key
 from .tables import claims_table_name
 
@@ -103,7 +105,8 @@ class UniqueGuard:
             raise
         return True
 
-    def _promote(self, cid: bytes, token: bytes) -> None:
+    def _promote(self, cid: bytes, token: bytes) -> bool:
+        """Mark a claim held; False if it is no longer ours (taken over after its lease)."""
         try:
             self._call("update_item", Key={"claim": cid},
                        UpdateExpression="SET #s = :held REMOVE lease_until",
@@ -113,6 +116,8 @@ class UniqueGuard:
         except ClientError as e:
             if not _conditional_failed(e):
                 raise
+            return False
+        return True
 
     def _delete(self, cid: bytes, token: bytes) -> None:
         try:
@@ -139,7 +144,11 @@ class UniqueGuard:
 
     def _owner_holds(self, claim: Mapping[str, Any], source: str, index: BlindIndex,
                      value: Any) -> bool:
-        """Does the claim's owner item really hold the value now? (The truth check.)"""
+        """Does the claim's owner item really hold the value now? (The truth check.)
+
+        Fails closed: an owner item this process cannot open (a key it does not hold, or
+        tampering) counts as holding the value, so a claim is never taken over on a guess.
+        """
         owner = claim.get("owner")
         if not isinstance(owner, dict):
             return False
@@ -147,14 +156,21 @@ class UniqueGuard:
             key = self._table.sealer.key_of(owner)
         except DynasealError:
             return False
-        stored = self._table._request("get_item", key=key, Key=key,
-                                      ConsistentRead=True).get("Item")
+        try:
+            stored = self._table._request("get_item", key=key, Key=key,
+                                          ConsistentRead=True).get("Item")
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "ValidationException":
+                return False  # the owner key does not fit the table: no item can hold it
+            raise
         if stored is None:
             return False
         try:
             item = self._table.sealer.open(stored)
         except IntegrityError:
-            return False
+            log.warning("dynaseal: the holder of a %r claim cannot be opened here; treating "
+                        "the value as held (table %s)", source, self._table.name)
+            return True
         if source not in item:
             return False
         try:
@@ -212,9 +228,13 @@ class UniqueGuard:
 
     def put(self, item: Mapping[str, Any], stored: Mapping[str, Any], kwargs: Mapping[str, Any],
             previous: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
-        """Claim the item's unique values, write it, then settle the claims."""
+        """Claim the item's unique values, write it, then settle the claims.
+
+        If a claim was taken over while the write was under way (the write outlived the
+        lease), the write is rolled back and the value is left to the writer that took it.
+        """
         owner = self._table.sealer.key_of(item)
-        acquired: list[tuple[bytes, bytes, bool]] = []
+        acquired: list[tuple[str, bytes, bytes, bool]] = []
         try:
             for source, index in self._indexes:
                 if source not in item:
@@ -222,19 +242,26 @@ class UniqueGuard:
                 if (previous is not None and source in previous
                         and index.normalized(previous[source]) == index.normalized(item[source])):
                     continue  # unchanged, and the write is conditional on that previous item
-                acquired.append(self._acquire(source, index, item[source], owner))
-            call = dict(kwargs)
-            want_old = call.get("ReturnValues") == "ALL_OLD"
-            call["ReturnValues"] = "ALL_OLD"
-            response = self._table._request("put_item", key=stored, Item=stored, **call)
+                acquired.append((source, *self._acquire(source, index, item[source], owner)))
         except BaseException:
-            for cid, token, fresh in acquired:
-                if fresh:
-                    self._delete(cid, token)
+            self._abandon(acquired)  # nothing was written
             raise
-        for cid, token, _fresh in acquired:
-            self._promote(cid, token)
+        call = dict(kwargs)
+        want_old = call.get("ReturnValues") == "ALL_OLD"
+        call["ReturnValues"] = "ALL_OLD"
+        try:
+            response = self._table._request("put_item", key=stored, Item=stored, **call)
+        except ClientError:
+            self._abandon(acquired)  # DynamoDB answered with an error: nothing was written
+            raise
+        # Any other failure (a timeout, a reset connection) may come after the write landed:
+        # the pending claims then stay, and their lease and the truth check settle them.
+        lost = [source for source, cid, token, _ in acquired if not self._promote(cid, token)]
         old_stored = response.get("Attributes")
+        if lost:
+            self._roll_back(stored, old_stored)
+            raise UniqueConstraintError(self._table.name, lost[0],
+                                        describe_key(self._table.schema, owner))
         old = previous
         if old_stored:
             try:
@@ -246,6 +273,33 @@ class UniqueGuard:
         if old is not None:
             self._release_changed(old, item, owner)
         return dict(old) if want_old and old_stored and old is not None else None
+
+    def _abandon(self, acquired: list[tuple[str, bytes, bytes, bool]]) -> None:
+        """Give back claims taken for a write that did not happen (re-claims stay pending)."""
+        for _source, cid, token, fresh in acquired:
+            if fresh:
+                self._delete(cid, token)
+
+    def _roll_back(self, stored: Mapping[str, Any], old_stored: Mapping[str, Any] | None
+                   ) -> None:
+        """Undo our write, on condition that nobody has written the item since."""
+        key = self._table.sealer.key_of(stored)
+        unchanged = Attr(HEADER_ATTRIBUTE).eq(stored[HEADER_ATTRIBUTE])
+        try:
+            if old_stored:
+                self._table._request("put_item", key=key, Item=old_stored,
+                                     ConditionExpression=unchanged)
+            else:
+                self._table._request("delete_item", key=key, Key=key,
+                                     ConditionExpression=unchanged)
+        except ClientError as e:
+            if not _conditional_failed(e):
+                raise
+            raise DynasealError(
+                f"a unique claim was lost during a slow write and the item has changed since, "
+                f"so the write could not be rolled back (table {self._table.name!r}, key "
+                f"{describe_key(self._table.schema, key)})"
+            ) from None
 
     def _release_changed(self, old: Mapping[str, Any], new: Mapping[str, Any],
                          owner: Mapping[str, Any]) -> None:
