@@ -30,6 +30,7 @@ __all__ = [
     "encode_value",
     "item_size",
     "read_varint",
+    "storable",
     "to_python",
     "value_size",
     "varint",
@@ -109,6 +110,31 @@ def _utf8(text: str, path: str) -> bytes:
     except UnicodeEncodeError:
         pass  # raised below, outside the handler: the error object holds the whole string
     raise InvalidItemError(f"{path}: string is not valid Unicode text")
+
+
+def storable(value: Any) -> Any:
+    """A value boto3 will serialise. boto3 refuses a number written with more than 38 digits
+    even when DynamoDB accepts it (``10**50``); such numbers are sent in normal form
+    (``1E+50``). Anything else, and any container without such a number, is returned as is.
+    Call after :func:`encode_value` has validated the value."""
+    t = type(value)
+    if t is str or t is bytes or t is bool or value is None:
+        return value
+    if t is int or t is Decimal:
+        if len(Decimal(value).as_tuple().digits) <= _MAX_DIGITS:
+            return value
+        return Decimal(value).normalize(_WIDE)
+    if isinstance(value, Mapping):
+        items = {k: storable(v) for k, v in value.items()}
+        return value if all(items[k] is v for k, v in value.items()) else items
+    if isinstance(value, list | tuple):
+        elems = [storable(v) for v in value]
+        return value if all(a is b for a, b in zip(elems, value, strict=True)) else elems
+    if isinstance(value, set | frozenset):
+        if all(storable(v) is v for v in value):
+            return value
+        return {storable(v) for v in value}
+    return value
 
 
 def _lp(data: bytes) -> bytes:

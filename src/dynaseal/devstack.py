@@ -33,12 +33,15 @@ def free_port() -> int:
 
 
 def find_dynalite(start: Path | None = None) -> Path:
-    """``$DYNALITE_BIN``, or ``node_modules/.bin/dynalite`` in this or a parent directory."""
+    """``$DYNALITE_BIN``; else the dynalite that dynaseal's own checkout installed; else
+    ``node_modules/.bin/dynalite`` in ``start`` (default: the working directory) or a parent.
+    dynaseal's own copy comes first, so a ``node_modules`` planted above the working
+    directory is not run in its place."""
     env = os.environ.get("DYNALITE_BIN")
     if env:
         return Path(env)
     here = (start or Path.cwd()).resolve()
-    roots = [here, *here.parents, Path(__file__).resolve().parents[2]]
+    roots = [Path(__file__).resolve().parents[2], here, *here.parents]
     for root in roots:
         candidate = root / "node_modules" / ".bin" / "dynalite"
         if candidate.exists():

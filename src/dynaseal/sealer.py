@@ -286,22 +286,23 @@ class ItemSealer:
         encode = codec.encode_value
         value_size = codec.value_size
         size = plan.names_size
+        storable = codec.storable
         out: dict[str, Any] = {}
         for name in plan.keys:
             value = item[name]
-            out[name] = value
+            out[name] = storable(value)
             size += value_size(value)
         for name in plan.plain:
             value = item[name]
             encode(value, name)
-            out[name] = value
+            out[name] = storable(value)
             size += value_size(value)
         signed_values: list[bytes] = []
         for name, index in plan.signed:
             if index is None:
                 value = item[name]
                 signed_values.append(encode(value, name))
-                out[name] = value
+                out[name] = storable(value)
                 size += value_size(value)
             else:
                 digest = index[1].compute(self._index_key(index[0]), item[index[0]])

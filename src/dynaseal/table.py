@@ -283,30 +283,55 @@ def _refuse(kwargs: Mapping[str, Any], names: Iterable[str], operation: str) -> 
 
 
 class SealedBatchWriter:
-    """Seals items into boto3's batch writer, which buffers and retries unprocessed ones."""
+    """Seals items into boto3's batch writer, which sends 25 per request and retries.
+
+    Items wait here until 25 are ready, so an exception inside the ``with`` block (a bad item,
+    say) drops the batch not yet sent instead of writing it. Batches already sent stay
+    written: DynamoDB batch writes are not transactions.
+    """
+
+    _BATCH = 25
 
     def __init__(self, table: SealedTable) -> None:
         self._table = table
         self._inner: Any = None
+        self._pending: dict[bytes, tuple[str, dict[str, Any]]] = {}
 
     def __enter__(self) -> SealedBatchWriter:
         log.debug("dynamodb batch_write_item table=%s", self._table.name)
-        inner = self._table.table.batch_writer(overwrite_by_pkeys=list(
-            self._table.schema.key_names))
-        self._inner = inner.__enter__()
+        self._inner = self._table.table.batch_writer().__enter__()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self._hand_over()
+        else:
+            self._pending.clear()
         self._inner.__exit__(exc_type, exc, tb)
+        self._inner = None
 
     def put_item(self, item: Mapping[str, Any]) -> None:
-        if self._inner is None:
-            raise DynasealError("use the batch writer inside a 'with' block")
-        self._inner.put_item(Item=self._table.sealer.seal(item))
+        stored = self._table.sealer.seal(item)
+        self._add("put", stored)
 
     def delete_item(self, key: Mapping[str, Any]) -> None:
+        self._add("delete", self._table._key(key))
+
+    def _add(self, operation: str, value: dict[str, Any]) -> None:
         if self._inner is None:
             raise DynasealError("use the batch writer inside a 'with' block")
-        self._inner.delete_item(Key=self._table._key(key))
+        # the last request for a key wins, as one batch may not name a key twice
+        kb = self._table.sealer._key_bytes(value)
+        self._pending.pop(kb, None)
+        self._pending[kb] = (operation, value)
+        if len(self._pending) >= self._BATCH:
+            self._hand_over()
 
+    def _hand_over(self) -> None:
+        for operation, value in self._pending.values():
+            if operation == "put":
+                self._inner.put_item(Item=value)
+            else:
+                self._inner.delete_item(Key=value)
+        self._pending.clear()
