@@ -8,8 +8,10 @@ the claim. A claim is ``pending`` (with a lease) while its owner writes the item
 Crashes never block a value forever, because a claim is only trusted as long as the truth agrees:
 a writer that meets another owner's held claim, or a pending one whose lease ran out, reads that
 owner's item, and if the item does not hold the value the claim is stale and is taken over with a
-write conditioned on the claim's token. The one assumption is that a writer's item write lands
-within the lease (30 s by default) of its claim, with clocks agreeing to well within that.
+write conditioned on the claim's token. The truth check fails closed: an owner item this process
+cannot open counts as holding the value. A write that outlives its lease finds its claim taken
+over when it tries to mark it held; it then rolls its item back (conditioned on its own seal)
+and raises UniqueConstraintError, so the writer that took the claim keeps the value.
 """
 
 from __future__ import annotations
