@@ -226,7 +226,7 @@ class ItemSealer:
     def key_of(self, item: Mapping[str, Any]) -> dict[str, Any]:
         """The primary key of an item (validated), as a dict ready for DynamoDB."""
         self._key_bytes(item)
-        return {name: item[name] for name in self.schema.key_names}
+        return {name: codec.storable(item[name]) for name in self.schema.key_names}
 
     def _key_bytes(self, item: Mapping[str, Any]) -> bytes:
         """The validated canonical encoding of an item's primary key (names and values)."""
