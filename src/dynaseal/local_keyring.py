@@ -346,10 +346,11 @@ def _read_private(p: Path) -> tuple[str | None, str | None]:
         return None, f"{p}: no key file here (create one with 'dynaseal keys generate {p}')"
     except OSError as e:
         return None, f"{p}: cannot open the key file ({e.strerror})"
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        return None, f"{p}: the key file is not a regular file"
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            return None, f"{p}: the key file is not a regular file"
         if st.st_uid not in (os.geteuid(), 0):
             return None, f"{p}: the key file belongs to another user (uid {st.st_uid})"
         if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
