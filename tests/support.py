@@ -200,6 +200,22 @@ def raw_items(table: Any) -> list[dict[str, Any]]:
     return scan_all(table.scan, ConsistentRead=True)
 
 
+def claim_for(table: SealedTable, value: Any, source: str = "email") -> dict[str, Any] | None:
+    """The claim item that reserves ``value`` of a unique blind index, read raw."""
+    from dynaseal.tables import claims_table_name
+
+    cid = table._unique.claim_id(source, table.schema.blind_indexes[source], value)
+    response = table.table.meta.client.get_item(TableName=claims_table_name(table.name),
+                                                Key={"claim": cid}, ConsistentRead=True)
+    item: dict[str, Any] | None = response.get("Item")
+    return item
+
+
+def stored_ids(table: SealedTable) -> list[str]:
+    """The user ids stored in the table, read raw and sorted."""
+    return sorted(i["user_id"] for i in raw_items(table.table))
+
+
 def all_tables(client: Any) -> set[str]:
     """The names of every table, across pages of ListTables."""
     names: set[str] = set()

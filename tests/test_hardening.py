@@ -44,7 +44,7 @@ from dynaseal.config import Config
 from dynaseal.connection import check_endpoint, connect
 from dynaseal.devstack import find_dynalite
 from dynaseal.tables import claims_table_name
-from support import base_doc, raw_items, scan_all, to_toml
+from support import base_doc, claim_for, raw_items, scan_all, stored_ids, to_toml
 
 LEASE = 0.2
 PAST_LEASE = 0.5
@@ -86,15 +86,8 @@ def _claims(t: SealedTable) -> list[dict[str, Any]]:
                     ConsistentRead=True)
 
 
-def _claim_for(t: SealedTable, email: str) -> dict[str, Any] | None:
-    cid = t._unique.claim_id("email", t.schema.blind_indexes["email"], email)
-    response = t.table.meta.client.get_item(TableName=claims_table_name(t.name),
-                                            Key={"claim": cid}, ConsistentRead=True)
-    return response.get("Item")
 
 
-def _stored_ids(t: SealedTable) -> list[str]:
-    return sorted(i["user_id"] for i in raw_items(t.table))
 
 
 def _holders(t: SealedTable, email: str) -> list[str]:
@@ -105,7 +98,7 @@ def _holders(t: SealedTable, email: str) -> list[str]:
 
 
 def _assert_claim(t: SealedTable, email: str, uid: str, state: str) -> None:
-    claim = _claim_for(t, email)
+    claim = claim_for(t, email)
     assert claim is not None
     assert claim["owner"] == {"user_id": uid}
     assert claim["state"] == state
@@ -135,7 +128,7 @@ def test_holder_sealed_under_a_key_this_keyring_lacks_blocks_the_value(unique_ta
         table_b.put_item(_user("y", "ADA@example.com"))
     assert e.value.index == "email"
     assert e.value.key == "{user_id='y'}"
-    assert _stored_ids(table_a) == ["x"]
+    assert stored_ids(table_a) == ["x"]
     _assert_claim(table_a, "ada@example.com", "x", "held")
     assert _holders(table_a, "ada@example.com") == ["x"]
     assert "ada@example.com" not in caplog.text
@@ -161,8 +154,8 @@ def test_expired_pending_claim_of_an_unopenable_holder_is_not_taken_over(unique_
     time.sleep(PAST_LEASE)
     with pytest.raises(UniqueConstraintError):
         table_b.put_item(_user("y", "ada@example.com"))
-    assert _stored_ids(table_a) == ["x"]
-    claim = _claim_for(table_a, "ada@example.com")
+    assert stored_ids(table_a) == ["x"]
+    claim = claim_for(table_a, "ada@example.com")
     assert claim is not None
     assert claim["owner"] == {"user_id": "x"}
     assert _holders(table_a, "ada@example.com") == ["x"]
@@ -180,7 +173,7 @@ def test_second_writer_after_a_rotation_elsewhere_is_refused(unique_table, tmp_p
     table_a.put_item(_user("x", "ada@example.com"))
     with pytest.raises(UniqueConstraintError):
         table_b.put_item(_user("y", "ada@example.com"))
-    assert _stored_ids(table_a) == ["x"]
+    assert stored_ids(table_a) == ["x"]
     assert table_a.get_item({"user_id": "y"}, ConsistentRead=True) is None
     _assert_claim(table_a, "ada@example.com", "x", "held")
 
@@ -237,7 +230,7 @@ def test_new_item_that_lost_its_lease_is_deleted(unique_table, keyring, monkeypa
     assert events == ["delayed", "meanwhile done"]
     assert e.value.index == "email"
     assert e.value.key == "{user_id='a'}"
-    assert _stored_ids(b) == ["b"]
+    assert stored_ids(b) == ["b"]
     assert b.get_item({"user_id": "a"}, ConsistentRead=True) is None
     assert _holders(b, "ada@example.com") == ["b"]
     _assert_claim(b, "ada@example.com", "b", "held")
@@ -255,7 +248,7 @@ def test_existing_item_that_lost_its_lease_is_restored(unique_table, keyring, mo
     with pytest.raises(UniqueConstraintError):
         a.put_item(_user("a", "ada@example.com", n=2))
     assert a.get_item({"user_id": "a"}, ConsistentRead=True) == {**before, "n": Decimal(1)}
-    assert _stored_ids(b) == ["a", "b"]
+    assert stored_ids(b) == ["a", "b"]
     assert _holders(b, "ada@example.com") == ["b"]
     assert _holders(b, "old@example.com") == ["a"]
     _assert_claim(b, "ada@example.com", "b", "held")
@@ -298,7 +291,7 @@ def test_slow_promotion_after_the_item_landed_keeps_the_value(unique_table, keyr
     assert a.put_item(_user("a", "ada@example.com")) is None
     assert len(outcome) == 1
     assert isinstance(outcome[0], UniqueConstraintError)
-    assert _stored_ids(a) == ["a"]
+    assert stored_ids(a) == ["a"]
     assert _holders(a, "ada@example.com") == ["a"]
     _assert_claim(a, "ada@example.com", "a", "held")
 
@@ -336,13 +329,13 @@ def test_ambiguous_failure_after_the_put_keeps_the_claim(unique_table, keyring, 
     with pytest.raises(type(error())):
         a.put_item(_user("x", "ada@example.com"))
     _assert_claim(b, "ada@example.com", "x", "pending")
-    assert _stored_ids(b) == ["x"]
+    assert stored_ids(b) == ["x"]
     with pytest.raises(UniqueConstraintError):
         b.put_item(_user("y", "ada@example.com"))  # the lease still runs
     time.sleep(PAST_LEASE)
     with pytest.raises(UniqueConstraintError):
         b.put_item(_user("y", "ADA@example.com"))  # expired, but x really holds it
-    assert _stored_ids(b) == ["x"]
+    assert stored_ids(b) == ["x"]
     assert _holders(b, "ada@example.com") == ["x"]
     _assert_claim(b, "ada@example.com", "x", "held")
 
@@ -359,7 +352,7 @@ def test_ambiguous_failure_before_the_put_frees_the_value_after_the_lease(
         b.put_item(_user("y", "ada@example.com"))
     time.sleep(PAST_LEASE)
     b.put_item(_user("y", "ada@example.com"))  # no item holds it: the stale claim goes
-    assert _stored_ids(b) == ["y"]
+    assert stored_ids(b) == ["y"]
     _assert_claim(b, "ada@example.com", "y", "held")
 
 
@@ -376,8 +369,8 @@ def test_client_error_from_the_put_gives_the_claim_back(unique_table, keyring, c
     with pytest.raises(ClientError) as e:
         a.put_item(_user("x", "ada@example.com"), **condition)
     assert e.value.response["Error"]["Code"] == code
-    assert _claim_for(a, "ada@example.com") is None
-    assert _stored_ids(a) == []
+    assert claim_for(a, "ada@example.com") is None
+    assert stored_ids(a) == []
     b.put_item(_user("y", "ada@example.com"))  # at once: no lease to wait for
     assert _holders(b, "ada@example.com") == ["y"]
     _assert_claim(b, "ada@example.com", "y", "held")

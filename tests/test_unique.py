@@ -22,7 +22,7 @@ from dynaseal import (
 )
 from dynaseal.codec import as_bytes
 from dynaseal.tables import claims_table_name, create_table
-from support import per_thread_tables, raw_items, run_concurrently, scan_all
+from support import claim_for, per_thread_tables, run_concurrently, scan_all, stored_ids
 
 LEASE = 0.5
 
@@ -70,16 +70,8 @@ def _assert_held_by(users: SealedTable, uid: str) -> dict[str, Any]:
     return claim
 
 
-def _claim_for(users: SealedTable, email: str, source: str = "email") -> dict[str, Any] | None:
-    index = users.schema.blind_indexes[source]
-    cid = users._unique.claim_id(source, index, email)
-    response = users.table.meta.client.get_item(TableName=claims_table_name(users.name),
-                                                Key={"claim": cid}, ConsistentRead=True)
-    return response.get("Item")
 
 
-def _stored_ids(users: SealedTable) -> list[str]:
-    return sorted(i["user_id"] for i in raw_items(users.table))
 
 
 def _holders(users: SealedTable, email: str) -> list[str]:
@@ -133,7 +125,7 @@ def test_second_user_with_same_email_is_refused(users):
     assert "ada" not in str(err).lower()
     # Nothing was written for u2: no item, no claim.
     assert users.get_item({"user_id": "u2"}) is None
-    assert _stored_ids(users) == ["u1"]
+    assert stored_ids(users) == ["u1"]
     claim = _assert_held_by(users, "u1")
     assert "lease_until" not in claim
     assert _holders(users, "ADA@example.com") == ["u1"]
@@ -160,7 +152,7 @@ def test_same_user_can_be_rewritten_with_the_same_email(users):
 def test_changing_email_frees_the_old_one(users):
     users.put_item(_user("u1", "old@example.com"))
     users.put_item(_user("u1", "new@example.com"))
-    assert _claim_for(users, "old@example.com") is None
+    assert claim_for(users, "old@example.com") is None
     users.put_item(_user("u2", "OLD@example.com"))
     with pytest.raises(UniqueConstraintError):
         users.put_item(_user("u3", "new@example.com"))
@@ -198,7 +190,7 @@ def test_delete_and_put_return_old_items(users):
 def test_users_without_email_do_not_collide(users):
     users.put_item(_user("u1", None))
     users.put_item(_user("u2", None))
-    assert _stored_ids(users) == ["u1", "u2"]
+    assert stored_ids(users) == ["u1", "u2"]
     assert _claims(users) == []
 
 
@@ -226,7 +218,7 @@ def test_failed_second_index_releases_the_first_claim(make_users):
     with pytest.raises(UniqueConstraintError) as e:
         users.put_item(_user("u2", "b@example.com", username=" ADA "))
     assert e.value.index == "username"
-    assert _claim_for(users, "b@example.com") is None
+    assert claim_for(users, "b@example.com") is None
     users.put_item(_user("u3", "b@example.com"))
     assert len(_claims(users)) == 3
 
@@ -237,7 +229,7 @@ def test_failed_item_write_releases_its_claim(users):
         users.put_item(_user("u1", "b@example.com"),
                        ConditionExpression=Attr("user_id").not_exists())
     assert e.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
-    assert _claim_for(users, "b@example.com") is None
+    assert claim_for(users, "b@example.com") is None
     users.put_item(_user("u2", "b@example.com"))  # right away, no lease to wait for
     assert users.get_item({"user_id": "u1"}) == _user("u1", "a@example.com")
     with pytest.raises(UniqueConstraintError):
@@ -269,7 +261,7 @@ def test_twenty_concurrent_writers_one_winner(users, dynalite, keyring, round_):
     assert len(losers) == n - 1
     assert all(type(r) is UniqueConstraintError for r in losers), losers
     (winner,) = winners
-    assert _stored_ids(users) == [f"racer{winner:02d}"]
+    assert stored_ids(users) == [f"racer{winner:02d}"]
     assert _holders(users, email) == [f"racer{winner:02d}"]
     _assert_held_by(users, f"racer{winner:02d}")
 
@@ -283,7 +275,7 @@ def _crash_after_claim(users: SealedTable, uid: str, email: str) -> None:
     cid, token, fresh = users._unique._acquire("email", index, email, {"user_id": uid})
     assert fresh is True
     assert len(token) == 16
-    claim = _claim_for(users, email)
+    claim = claim_for(users, email)
     assert claim is not None
     assert as_bytes(claim["claim"]) == cid
     assert claim["state"] == "pending"
@@ -297,7 +289,7 @@ def test_crash_after_claim_blocks_only_until_the_lease_ends(users):
     # While the lease runs, the value is taken.
     with pytest.raises(UniqueConstraintError):
         users.put_item(_user("u2", "Ada@example.com"))
-    assert _stored_ids(users) == []
+    assert stored_ids(users) == []
     time.sleep(LEASE + 0.3)
     users.put_item(_user("u2", "Ada@example.com"))
     assert _holders(users, "ada@example.com") == ["u2"]
@@ -323,8 +315,8 @@ def test_crash_after_item_write_keeps_the_value_taken(users):
     time.sleep(LEASE + 0.3)
     with pytest.raises(UniqueConstraintError):
         users.put_item(_user("u2", "ADA@example.com"))  # expired, but the truth says taken
-    assert _stored_ids(users) == ["u1"]
-    claim = _claim_for(users, "ada@example.com")
+    assert stored_ids(users) == ["u1"]
+    claim = claim_for(users, "ada@example.com")
     assert claim is not None
     assert claim["owner"] == {"user_id": "u1"}
     assert claim["state"] == "held"  # the refusing writer promoted it
@@ -340,7 +332,7 @@ def test_crash_after_item_write_keeps_the_value_taken(users):
 def test_crash_after_item_delete_frees_the_value_at_once(users):
     users.put_item(_user("u1", "ada@example.com"))
     users.table.delete_item(Key={"user_id": "u1"})  # the claim is never released
-    claim = _claim_for(users, "ada@example.com")
+    claim = claim_for(users, "ada@example.com")
     assert claim is not None
     assert claim["state"] == "held"
     users.put_item(_user("u2", "ada@example.com"))  # no waiting: held, owner lacks the value
@@ -352,10 +344,10 @@ def test_crash_after_email_change_frees_the_old_value_at_once(users):
     users.put_item(_user("u1", "old@example.com"))
     # u1's item moved to another address, but the old claim was never released.
     users._put_stored(users.sealer.seal(_user("u1", "new@example.com")), {})
-    assert _claim_for(users, "old@example.com") is not None
+    assert claim_for(users, "old@example.com") is not None
     users.put_item(_user("u2", "old@example.com"))
     assert _holders(users, "old@example.com") == ["u2"]
-    assert _claim_for(users, "old@example.com")["owner"] == {"user_id": "u2"}
+    assert claim_for(users, "old@example.com")["owner"] == {"user_id": "u2"}
 
 
 def test_claim_pointing_at_an_item_that_cannot_be_opened_fails_closed(users, caplog):
@@ -366,7 +358,7 @@ def test_claim_pointing_at_an_item_that_cannot_be_opened_fails_closed(users, cap
     with caplog.at_level("WARNING", logger="dynaseal"), \
             pytest.raises(UniqueConstraintError):
         users.put_item(_user("u2", "ada@example.com"))
-    assert _claim_for(users, "ada@example.com")["owner"] == {"user_id": "u1"}
+    assert claim_for(users, "ada@example.com")["owner"] == {"user_id": "u1"}
     assert users.get_item({"user_id": "u2"}, ConsistentRead=True) is None
     assert any("cannot be opened here" in r.getMessage() for r in caplog.records)
     assert "ada@example.com" not in caplog.text
