@@ -22,7 +22,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from boto3.dynamodb.conditions import Attr
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
@@ -737,44 +736,40 @@ def test_batch_writer_without_exception_writes_everything(users):
 # -- 8. numbers boto3 refuses but DynamoDB accepts ----------------------------------------------
 
 
-def _low_level_client(dynalite):
-    """A plain boto3 client: unlike the resource layer it does not turn numbers into Decimal,
-    so numbers dynalite writes out in full (51 digits for 1E+50) can be read back."""
-    return boto3.client("dynamodb", endpoint_url=dynalite.endpoint_url, region_name="us-east-1")
+LONG_ONE = Decimal("1." + "0" * 45)  # 46 digits as written, 1 in normal form
 
 
-def test_numbers_with_more_than_38_written_digits_are_written(users, dynalite):
-    item = {"user_id": "n1", "role": Decimal(10**50), "ttl": 10**40,
-            "created_at": {"big": 10**45, "set": {10**50, 1},
-                           "zeros": Decimal("1.00000000000000000000000000000000000000000E+60")},
-            "secret": [10**60, Decimal(-(10**70))]}
+def test_numbers_long_as_written_are_sent_in_normal_form(users):
     # boto3 alone refuses these (decimal.Rounded); dynaseal sends them in normal form
+    item = {"user_id": "n1", "role": LONG_ONE, "ttl": Decimal("25.5" + "0" * 40),
+            "created_at": {"set": {LONG_ONE * 7, Decimal(2)}},
+            "secret": [10**60, Decimal(-(10**70))]}
     assert users.put_item(item) is None
-    raw = _low_level_client(dynalite).get_item(
-        TableName=users.name, Key={"user_id": {"S": "n1"}}, ConsistentRead=True)["Item"]
-    assert Decimal(raw["role"]["N"]) == Decimal(10**50)
-    assert Decimal(raw["ttl"]["N"]) == Decimal(10**40)
-    assert Decimal(raw["created_at"]["M"]["big"]["N"]) == Decimal(10**45)
-    assert {Decimal(n) for n in raw["created_at"]["M"]["set"]["NS"]} == {Decimal(10**50),
-                                                                          Decimal(1)}
-    # and the seal verifies: the signature covers the numbers' normal form
-    stored = users.sealer.seal(item)
-    assert users.sealer.open(stored) == {
-        "user_id": "n1", "role": Decimal(10**50), "ttl": Decimal(10**40),
-        "created_at": {"big": Decimal(10**45), "set": {Decimal(10**50), Decimal(1)},
-                       "zeros": Decimal(10**60)},
+    assert users.get_item({"user_id": "n1"}, ConsistentRead=True) == {
+        "user_id": "n1", "role": Decimal(1), "ttl": Decimal("25.5"),
+        "created_at": {"set": {Decimal(7), Decimal(2)}},
         "secret": [Decimal(10**60), Decimal(-(10**70))]}
 
 
-def test_number_key_with_more_than_38_written_digits(make_table, keyring, dynalite):
+@pytest.mark.parametrize("name", ["role", "ttl"])
+def test_numbers_boto3_could_not_read_back_are_refused_in_the_clear(users, name):
+    """DynamoDB returns 1E+50 as 51 digits, which boto3 cannot read: refused before writing,
+    rather than written and never readable again."""
+    with pytest.raises(InvalidItemError, match=rf"^{name}: number has more than 38 digits"):
+        users.put_item({"user_id": "n1", name: Decimal(10**50)})
+    assert raw_items(users.table) == []
+
+
+def test_number_keys_long_as_written_and_too_long(make_table, keyring):
     table = SealedTable(make_table(pk="id", pk_type="N"), schema=Schema("id"), keyring=keyring)
-    table.put_item({"id": 10**50, "x": "y"})
-    raw = _low_level_client(dynalite).scan(TableName=table.name, ConsistentRead=True)["Items"]
-    assert [Decimal(r["id"]["N"]) for r in raw] == [Decimal(10**50)]
-    assert table.sealer.key_of({"id": 10**50}) == {"id": Decimal("1E+50")}
-    table.delete_item({"id": 10**50})
-    assert _low_level_client(dynalite).scan(TableName=table.name,
-                                            ConsistentRead=True)["Items"] == []
+    with pytest.raises(InvalidItemError, match=r"^id: number has more than 38 digits"):
+        table.put_item({"id": 10**50, "x": "y"})
+    assert raw_items(table.table) == []
+    table.put_item({"id": LONG_ONE, "x": "y"})
+    assert table.get_item({"id": LONG_ONE}, ConsistentRead=True) == {"id": Decimal(1), "x": "y"}
+    assert table.update_item({"id": LONG_ONE}, set={"x": "z"}) == {"id": Decimal(1), "x": "z"}
+    assert table.delete_item({"id": 1}, ReturnValues="ALL_OLD") == {"id": Decimal(1), "x": "z"}
+    assert raw_items(table.table) == []
 
 
 # -- 9. devstack runs its own dynalite first ----------------------------------------------------

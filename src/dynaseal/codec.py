@@ -112,28 +112,42 @@ def _utf8(text: str, path: str) -> bytes:
     raise InvalidItemError(f"{path}: string is not valid Unicode text")
 
 
-def storable(value: Any) -> Any:
-    """A value boto3 will serialise. boto3 refuses a number written with more than 38 digits
-    even when DynamoDB accepts it (``10**50``); such numbers are sent in normal form
-    (``1E+50``). Anything else, and any container without such a number, is returned as is.
-    Call after :func:`encode_value` has validated the value."""
+def storable(value: Any, path: str = "value") -> Any:
+    """A value stored in the clear (key, signed, plain) as boto3 will send it and read it back.
+
+    boto3 refuses a number written with more than 38 digits even when DynamoDB accepts it
+    (``Decimal("1.000...0")``): such numbers are sent in normal form. DynamoDB returns numbers
+    without an exponent, so one whose integer part needs more than 38 digits (``10**50``) could
+    be written but never read back through boto3: it is refused here, before anything is
+    written (encrypted attributes hold any number). Call after :func:`encode_value` validated
+    the value; anything without such a number is returned as is.
+    """
     t = type(value)
     if t is str or t is bytes or t is bool or value is None:
         return value
     if t is int or t is Decimal:
-        if len(Decimal(value).as_tuple().digits) <= _MAX_DIGITS:
+        d = Decimal(value)
+        if not d:
             return value
-        return Decimal(value).normalize(_WIDE)
+        n = d.normalize(_WIDE)
+        exponent = int(n.as_tuple().exponent)
+        if len(n.as_tuple().digits) + max(exponent, 0) > _MAX_DIGITS:
+            raise InvalidItemError(
+                f"{path}: number has more than 38 digits as DynamoDB returns it, so boto3 "
+                "could not read it back; store it encrypted or as a string"
+            )
+        return value if len(d.as_tuple().digits) <= _MAX_DIGITS else n
     if isinstance(value, Mapping):
-        items = {k: storable(v) for k, v in value.items()}
+        items = {k: storable(v, path) for k, v in value.items()}
         return value if all(items[k] is v for k, v in value.items()) else items
     if isinstance(value, list | tuple):
-        elems = [storable(v) for v in value]
+        elems = [storable(v, path) for v in value]
         return value if all(a is b for a, b in zip(elems, value, strict=True)) else elems
     if isinstance(value, set | frozenset):
-        if all(storable(v) is v for v in value):
+        converted = [(v, storable(v, path)) for v in value]
+        if all(a is b for a, b in converted):
             return value
-        return {storable(v) for v in value}
+        return {b for _, b in converted}
     return value
 
 

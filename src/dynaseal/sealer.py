@@ -226,7 +226,7 @@ class ItemSealer:
     def key_of(self, item: Mapping[str, Any]) -> dict[str, Any]:
         """The primary key of an item (validated), as a dict ready for DynamoDB."""
         self._key_bytes(item)
-        return {name: codec.storable(item[name]) for name in self.schema.key_names}
+        return {name: codec.storable(item[name], name) for name in self.schema.key_names}
 
     def _key_bytes(self, item: Mapping[str, Any]) -> bytes:
         """The validated canonical encoding of an item's primary key (names and values)."""
@@ -290,19 +290,19 @@ class ItemSealer:
         out: dict[str, Any] = {}
         for name in plan.keys:
             value = item[name]
-            out[name] = storable(value)
+            out[name] = storable(value, name)
             size += value_size(value)
         for name in plan.plain:
             value = item[name]
             encode(value, name)
-            out[name] = storable(value)
+            out[name] = storable(value, name)
             size += value_size(value)
         signed_values: list[bytes] = []
         for name, index in plan.signed:
             if index is None:
                 value = item[name]
                 signed_values.append(encode(value, name))
-                out[name] = storable(value)
+                out[name] = storable(value, name)
                 size += value_size(value)
             else:
                 digest = index[1].compute(self._index_key(index[0]), item[index[0]])
