@@ -445,7 +445,7 @@ def test_config_refuses_those_urls(url, tmp_path):
 
 @pytest.mark.parametrize("url", ACCEPTED_ENDPOINTS)
 def test_check_endpoint_accepts_plain_urls(url):
-    check_endpoint(url)
+    assert check_endpoint(url) is None  # raises ConfigError when refused
 
 
 @pytest.mark.parametrize("url", ACCEPTED_ENDPOINTS)
