@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dynaseal import ConfigError, DynasealError
-from dynaseal.connection import check_endpoint, connect, effective_endpoint, is_loopback
+from dynaseal.connection import check_endpoint, connect, is_loopback
 
 _ENDPOINT_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_S3")
 
@@ -167,7 +167,6 @@ def test_connect_refuses_ftp_endpoint_from_environment(monkeypatch):
 def test_service_specific_env_var_wins_over_generic(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "https://generic.example.com")
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://10.0.0.5:8000")
-    assert effective_endpoint("dynamodb", None) == "http://10.0.0.5:8000"
     with pytest.raises(ConfigError, match="plaintext http://"):
         connect("dynamodb", region="us-east-1")
 
@@ -180,7 +179,6 @@ def test_other_service_env_var_is_ignored(monkeypatch):
 
 def test_explicit_endpoint_wins_over_environment(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://10.0.0.5:8000")
-    assert effective_endpoint("dynamodb", "https://x.example.com") == "https://x.example.com"
     resource = connect("dynamodb", region="us-east-1", endpoint_url="https://x.example.com")
     assert resource.meta.client.meta.endpoint_url == "https://x.example.com"
 

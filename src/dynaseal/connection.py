@@ -21,7 +21,7 @@ from urllib3.util import parse_url
 
 from .errors import ConfigError
 
-__all__ = ["check_endpoint", "check_verify", "connect", "effective_endpoint", "is_loopback"]
+__all__ = ["check_endpoint", "check_verify", "connect", "is_loopback"]
 
 log = logging.getLogger("dynaseal")
 
@@ -33,15 +33,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def effective_endpoint(service: str, endpoint_url: str | None) -> str | None:
-    """The endpoint boto3 would use: explicit, else AWS_ENDPOINT_URL_<SERVICE>, else
-    AWS_ENDPOINT_URL, else None (AWS's own https endpoint)."""
-    if endpoint_url:
-        return endpoint_url
-    env = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper().replace('-', '_')}")
-    return env or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
 def _parse(endpoint_url: str, source: str) -> tuple[str, str, int | None]:

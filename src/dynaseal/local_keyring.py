@@ -161,7 +161,7 @@ class LocalKeyring(Keyring):
         if not isinstance(doc, dict) or doc.get("type") != _FILE_TYPE:
             raise bad("missing type marker")
         if doc.get("version") != _FILE_VERSION:
-            raise bad(f"unsupported keyset version {doc.get('version')!r}")
+            raise bad("unsupported keyset version")
         keys: list[_Key] = []
         entries = doc.get("keys")
         if not isinstance(entries, list) or not entries:
