@@ -83,12 +83,8 @@ class Header:
     signed: tuple[str, ...]
 
     def encode(self) -> bytes:
-        parts = [bytes((self.version, len(self.salt))), self.salt, bytes((len(self.wrapped),))]
-        for w in self.wrapped:
-            parts += [bytes((w.provider,)), _lp(_encode_key_id(w.provider, w.key_id)),
-                      _lp(w.ciphertext)]
-        parts.append(_encode_names(self.encrypted, self.signed))
-        return b"".join(parts)
+        return _header_bytes(self.version, self.salt, self.wrapped,
+                             _encode_names(self.encrypted, self.signed))
 
     @classmethod
     def decode(cls, data: bytes) -> tuple[Header, int]:
@@ -119,6 +115,16 @@ class Header:
             wrapped.append(WrappedKey(provider, _decode_key_id(provider, raw_id), ciphertext))
         lists, pos = _decode_names(data, pos)
         return cls(version, salt, tuple(wrapped), lists[0], lists[1]), pos
+
+
+def _header_bytes(version: int, salt: bytes, wrapped: tuple[WrappedKey, ...],
+                  names_part: bytes) -> bytes:
+    """The header without its signature: the one place that lays it out (docs/FORMAT.md)."""
+    parts = [bytes((version, len(salt))), salt, bytes((len(wrapped),))]
+    for w in wrapped:
+        parts += [_key_id_lp(w.provider, w.key_id), _lp(w.ciphertext)]
+    parts.append(names_part)
+    return b"".join(parts)
 
 
 @functools.lru_cache(maxsize=256)
@@ -323,11 +329,7 @@ class ItemSealer:
             out[name] = ct
             size += len(ct)
             tags.append(ct[-TAG_BYTES:])
-        parts = [bytes((FORMAT_VERSION, len(salt))), salt, bytes((len(data_key.wrapped),))]
-        for w in data_key.wrapped:
-            parts += [_key_id_lp(w.provider, w.key_id), _lp(w.ciphertext)]
-        parts.append(plan.names_part)
-        header = b"".join(parts)
+        header = _header_bytes(FORMAT_VERSION, salt, data_key.wrapped, plan.names_part)
         chunks = [_SIG_LABEL, self._table_lp, key_bytes, _lp(header)]
         for encrypted, i, prefix in plan.sig_order:
             chunks += (prefix, tags[i]) if encrypted else (prefix, _lp(signed_values[i]))
