@@ -69,12 +69,14 @@ SECRETS = [EMAIL, SSN, ROLE, "98765", "PNG-secret", repr(PHOTO), PHOTO.hex(),
            "bob@example.com", "219-09-9999"]
 ENCRYPTED = ("balance", "email", "photo", "ssn")
 SIGNED = ("created_at", "role")
+ENCRYPTED_TYPES = (0x02, 0x01, 0x03, 0x01)  # N, S, B, S: the type tags format 2 keeps in the header
 
 # Byte layout of ITEM's header (docs/FORMAT.md): checked by test_header_layout.
 HEADER_FIELDS: list[tuple[str, int]] = [
     ("version", 1), ("salt_len", 1), ("wrapped_count", 1), ("provider", 1),
     ("key_id_len", 1), ("key_id", 4), ("wrapped_len", 1), ("wrapped_ciphertext", 60),
     ("encrypted_count", 1), ("encrypted_names", sum(1 + len(n) for n in ENCRYPTED)),
+    ("encrypted_types", len(ENCRYPTED)),
     ("signed_count", 1), ("signed_names", sum(1 + len(n) for n in SIGNED)),
     ("signature", SIG_BYTES),
 ]
@@ -126,7 +128,7 @@ def test_public_api():
     assert issubclass(DynasealError, Exception)
     assert SealedTable.__name__ == "SealedTable"
     assert dynaseal.HEADER_ATTRIBUTE == "_ds"
-    assert dynaseal.FORMAT_VERSION == 1
+    assert dynaseal.FORMAT_VERSION == 2
 
 
 def test_empty_table_name_is_refused(keyring):
@@ -143,13 +145,14 @@ def test_header_layout(stored, keyring):
     assert len(raw) == HEADER_LEN
     header, sig_at = Header.decode(raw)
     assert sig_at == HEADER_LEN - SIG_BYTES
-    assert header.version == 1
+    assert header.version == 2
     assert header.salt == b""
     assert len(header.wrapped) == 1
     assert header.wrapped[0].key_id == keyring.primary_key_id
     assert header.wrapped[0].provider == 1
     assert header.encrypted == ENCRYPTED
     assert header.signed == SIGNED
+    assert header.types == bytes(ENCRYPTED_TYPES)
     assert raw[5:9] == bytes.fromhex(keyring.primary_key_id)
     assert header.encode() == raw[:sig_at]
 

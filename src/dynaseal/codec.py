@@ -26,7 +26,9 @@ __all__ = [
     "MAX_ITEM_BYTES",
     "as_bytes",
     "canonical_number",
+    "decode_payload",
     "decode_value",
+    "encode_payload",
     "encode_value",
     "item_size",
     "read_varint",
@@ -210,6 +212,27 @@ def encode_value(value: Any, path: str = "value", depth: int = 0) -> bytes:
     raise InvalidItemError(f"{path}: type {type(value).__name__} cannot be stored in DynamoDB")
 
 
+def encode_payload(value: Any, path: str = "value") -> tuple[int, bytes]:
+    """The type tag and the payload of :func:`encode_value`, apart.
+
+    Format 2 keeps the tag of an encrypted value in the header, so a large string or binary
+    value is encrypted as it stands, without being copied behind a tag byte first.
+    """
+    t = type(value)
+    if t is str:
+        try:
+            return T_S, str.encode(value, "utf-8")
+        except UnicodeEncodeError:
+            pass  # raised below, outside the handler: the error object holds the whole string
+        raise InvalidItemError(f"{path}: string is not valid Unicode text")
+    if t is bytes:
+        return T_B, value
+    if isinstance(value, Binary):
+        return T_B, as_bytes(value)
+    encoded = encode_value(value, path)
+    return encoded[0], encoded[1:]
+
+
 def _encode_set(value: set[Any] | frozenset[Any], path: str) -> bytes:
     if not value:
         raise InvalidItemError(f"{path}: DynamoDB sets cannot be empty")
@@ -253,6 +276,15 @@ def decode_value(data: bytes) -> Any:
     if pos != len(data):
         raise ValueError("trailing bytes")
     return value
+
+
+def decode_payload(tag: int, data: bytes) -> Any:
+    """Inverse of :func:`encode_payload`; raises ValueError on any malformed input."""
+    if tag == T_S:
+        return data.decode("utf-8")
+    if tag == T_B:
+        return data
+    return decode_value(bytes((tag,)) + data)
 
 
 def _take(buf: memoryview, pos: int, end: int) -> tuple[memoryview, int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = [
     "PROVIDER_AWS_KMS",
@@ -27,13 +27,19 @@ PROVIDER_AWS_KMS = 2
 """An AWS KMS key; reserved for the KMS keyring."""
 
 
-@dataclass(frozen=True, slots=True)
-class WrappedKey:
-    """One encrypted copy of a data key, as stored in an item's header. Not secret."""
+class WrappedKey(NamedTuple):
+    """One encrypted copy of a data key, as stored in an item's header. Not secret.
+
+    A named tuple: immutable and hashable (a cache can key on it), and cheap to build, which
+    matters because one is made for every item sealed and every item opened.
+    """
 
     provider: int
     key_id: str
-    ciphertext: bytes = field(repr=False)
+    ciphertext: bytes
+
+    def __repr__(self) -> str:
+        return f"WrappedKey(provider={self.provider}, key_id={self.key_id!r})"
 
 
 class DataKey:

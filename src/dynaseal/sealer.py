@@ -1,11 +1,13 @@
 """Sealing and opening of DynamoDB items, with no I/O.
 
-An item is sealed with a fresh data key from the keyring. From it HKDF derives an encryption key
-and a signing key for this item alone. Each encrypted attribute is AES-256-GCM with associated
-data that binds the format version, the table, the primary key and the attribute name. One
-HMAC-SHA256 signature covers the header (which key, which attributes were encrypted or signed),
-the primary key, every signed value and the GCM tag of every encrypted value. The byte layout is
-in docs/FORMAT.md.
+An item is sealed with a data key from the keyring. Format 2, what :meth:`ItemSealer.seal`
+writes, keys HMAC-SHA256 with the data key twice: once to derive the item's AES-256-GCM key
+(HKDF-Expand, with the item's salt when the data key is shared), once for the item signature.
+Each encrypted attribute is AES-256-GCM with associated data that binds the format, the table,
+the primary key, the attribute name and its type. The signature covers the header (which key,
+which attributes were encrypted or signed, their types), the primary key, every signed value
+and the GCM tag of every encrypted value. Format 1 items, written by dynaseal 0.1, open too.
+The byte layout of both is in docs/FORMAT.md.
 """
 
 from __future__ import annotations
@@ -26,168 +28,45 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import codec
-from .codec import read_varint, varint
+from .codec import varint
 from .errors import IntegrityError, InvalidItemError, KeyNotFoundError
-from .keyring import PROVIDER_LOCAL, Keyring, UnwrapError, WrappedKey
-from .schema import HEADER_ATTRIBUTE, Action, Schema
+from .header import (
+    FORMAT_VERSION,
+    NAMES,
+    SALT_BYTES,
+    SIG_BYTES,
+    Header,
+    header_bytes,
+    key_reference,
+    lp,
+    name_list,
+    parse,
+)
+from .keyring import Keyring, UnwrapError
+from .schema import HEADER_ATTRIBUTE, Schema
 
 __all__ = ["FORMAT_VERSION", "Header", "ItemSealer", "describe_key"]
 
-FORMAT_VERSION = 1
-SALT_BYTES = 16
-SIG_BYTES = 32
 TAG_BYTES = 16
-_KDF_INFO = b"dynaseal/v1/item-keys"
-_AAD_LABEL = b"dynaseal/v1/attr"
-_SIG_LABEL = b"dynaseal/v1/sig"
 _MAX_KEY_BYTES = {0: 2048, 1: 1024}
 
+# format 2
+_ENC_INFO = b"dynaseal/v2/item-enc"
+_AAD_LABEL = b"dynaseal/v2/attr"
+_SIG_LABEL = b"dynaseal/v2/sig"
+# format 1: read only
+_V1_KDF_INFO = b"dynaseal/v1/item-keys"
+_V1_AAD_LABEL = b"dynaseal/v1/attr"
+_V1_SIG_LABEL = b"dynaseal/v1/sig"
 
-def _lp(data: bytes) -> bytes:
-    n = len(data)
-    return (bytes((n,)) if n < 0x80 else varint(n)) + data
-
-
-_ACTION_BYTE = {Action.ENCRYPT: b"\x01", Action.SIGN: b"\x02"}
-
-
-class _Names:
-    """Per-name constants (UTF-8 and its length-prefixed form), cached: names repeat."""
-
-    __slots__ = ("_cache",)
-    _LIMIT = 4096
-
-    def __init__(self) -> None:
-        self._cache: dict[str, bytes] = {}
-
-    def lp(self, name: str) -> bytes:
-        found = self._cache.get(name)
-        if found is None:
-            found = _lp(name.encode("utf-8"))
-            if len(self._cache) < self._LIMIT:
-                self._cache[name] = found
-        return found
-
-
-_NAMES = _Names()
-
-
-@dataclass(frozen=True, slots=True)
-class Header:
-    """The parsed ``_ds`` attribute, without its signature."""
-
-    version: int
-    salt: bytes
-    wrapped: tuple[WrappedKey, ...]
-    encrypted: tuple[str, ...]
-    signed: tuple[str, ...]
-
-    def encode(self) -> bytes:
-        return _header_bytes(self.version, self.salt, self.wrapped,
-                             _encode_names(self.encrypted, self.signed))
-
-    @classmethod
-    def decode(cls, data: bytes) -> tuple[Header, int]:
-        """Parse a header body; return it and the offset where the signature starts."""
-        if len(data) < 3:
-            raise ValueError("truncated header")
-        version = data[0]
-        if version != FORMAT_VERSION:
-            raise ValueError(f"unknown format version {version}")
-        salt_len = data[1]
-        if salt_len not in (0, SALT_BYTES):
-            raise ValueError("bad salt length")
-        pos = 2 + salt_len
-        salt = data[2:pos]
-        if len(salt) != salt_len or pos >= len(data):
-            raise ValueError("truncated header")
-        count = data[pos]
-        pos += 1
-        if count == 0:
-            raise ValueError("no wrapped key")
-        wrapped = []
-        for _ in range(count):
-            if pos >= len(data):
-                raise ValueError("truncated header")
-            provider = data[pos]
-            raw_id, pos = _read_lp(data, pos + 1)
-            ciphertext, pos = _read_lp(data, pos)
-            wrapped.append(WrappedKey(provider, _decode_key_id(provider, raw_id), ciphertext))
-        lists, pos = _decode_names(data, pos)
-        return cls(version, salt, tuple(wrapped), lists[0], lists[1]), pos
-
-
-def _header_bytes(version: int, salt: bytes, wrapped: tuple[WrappedKey, ...],
-                  names_part: bytes) -> bytes:
-    """The header without its signature: the one place that lays it out (docs/FORMAT.md)."""
-    parts = [bytes((version, len(salt))), salt, bytes((len(wrapped),))]
-    for w in wrapped:
-        parts += [_key_id_lp(w.provider, w.key_id), _lp(w.ciphertext)]
-    parts.append(names_part)
-    return b"".join(parts)
-
-
-@functools.lru_cache(maxsize=256)
-def _encode_names(encrypted: tuple[str, ...], signed: tuple[str, ...]) -> bytes:
-    lp = _NAMES.lp
-    parts = []
-    for names in (encrypted, signed):
-        parts.append(varint(len(names)))
-        parts += [lp(name) for name in names]
-    return b"".join(parts)
-
-
-_DECODED_NAMES: dict[bytes, tuple[tuple[tuple[str, ...], ...], int]] = {}
-
-
-def _decode_names(data: bytes, pos: int) -> tuple[tuple[tuple[str, ...], ...], int]:
-    """The two name lists at ``pos``; cached by the bytes that follow (one shape per table)."""
-    tail = data[pos:]
-    hit = _DECODED_NAMES.get(tail)
-    if hit is not None:
-        return hit[0], pos + hit[1]
-    start = pos
-    lists: list[tuple[str, ...]] = []
-    for _ in range(2):
-        n, pos = read_varint(data, pos)
-        names: list[str] = []
-        prev = b""
-        for i in range(n):
-            raw, pos = _read_lp(data, pos)
-            if i and raw <= prev:
-                raise ValueError("attribute names not in canonical order")
-            prev = raw
-            names.append(raw.decode("utf-8"))
-        lists.append(tuple(names))
-    result = tuple(lists)
-    if pos == len(data) and len(tail) <= 1024 and len(_DECODED_NAMES) < 1024:
-        _DECODED_NAMES[tail] = (result, pos - start)
-    return result, pos
-
-
-def _read_lp(data: bytes, pos: int) -> tuple[bytes, int]:
-    n = data[pos] if pos < len(data) else 0x80
-    if n < 0x80:
-        pos += 1
-    else:
-        n, pos = read_varint(data, pos)
-    if pos + n > len(data):
-        raise ValueError("truncated header")
-    return data[pos : pos + n], pos + n
-
-
-def _encode_key_id(provider: int, key_id: str) -> bytes:
-    if provider == PROVIDER_LOCAL:
-        return bytes.fromhex(key_id)
-    return key_id.encode("utf-8")
-
-
-def _decode_key_id(provider: int, raw: bytes) -> str:
-    if provider == PROVIDER_LOCAL:
-        if len(raw) != 4:
-            raise ValueError("bad local key id")
-        return raw.hex()
-    return raw.decode("utf-8")
+_SHA256 = hashes.SHA256()
+_NONCES = tuple(i.to_bytes(12, "big") for i in range(256))
+_TYPE_BYTES = tuple(bytes((t,)) for t in range(256))
+_MISSING: Any = object()
+_LENGTHS = tuple(bytes((n,)) for n in range(0x80))
+_ENC_INFO_1 = _ENC_INFO + b"\x01"
+T_S = codec.T_S
+_S_BYTE = _TYPE_BYTES[T_S]
 
 
 def describe_key(schema: Schema, item: Mapping[str, Any]) -> str:
@@ -218,11 +97,13 @@ class ItemSealer:
         self.schema = schema
         self.keyring = keyring
         self._context = {"dynaseal:table": table_name}
-        self._table_lp = _lp(table_name.encode("utf-8"))
+        self._table_lp = lp(table_name.encode("utf-8"))
+        self._key_spec = tuple((name, NAMES.lp(name), _MAX_KEY_BYTES[i])
+                               for i, name in enumerate(schema.key_names))
         self._index_attrs = {ix.attribute: src for src, ix in schema.blind_indexes.items()}
         self._index_keys: dict[str, bytes] = {}
         self._plans: dict[tuple[str, ...], _Plan] = {}
-        self._open_plans: dict[tuple[tuple[str, ...], tuple[str, ...]], _OpenPlan] = {}
+        self._open_plans: dict[tuple[int, tuple[str, ...], tuple[str, ...]], _OpenPlan] = {}
 
     def __repr__(self) -> str:
         return f"ItemSealer(table_name={self.table_name!r}, keyring={self.keyring!r})"
@@ -236,16 +117,18 @@ class ItemSealer:
 
     def _key_bytes(self, item: Mapping[str, Any]) -> bytes:
         """The validated canonical encoding of an item's primary key (names and values)."""
-        if not isinstance(item, Mapping):
+        if type(item) is not dict and not isinstance(item, Mapping):
             raise InvalidItemError(f"table {self.table_name!r}: an item must be a dict")
         parts = []
-        for i, name in enumerate(self.schema.key_names):
+        for name, name_lp, limit in self._key_spec:
             try:
                 value = item[name]
             except KeyError:
+                value = _MISSING
+            if value is _MISSING:
                 raise InvalidItemError(
                     f"table {self.table_name!r}: key attribute {name!r} is missing"
-                ) from None
+                )
             if type(value) is str:  # the common case, inline
                 raw = _utf8_or_none(value)
                 if raw is None:
@@ -261,13 +144,12 @@ class ItemSealer:
                 raise InvalidItemError(
                     f"table {self.table_name!r}: key attribute {name!r} must not be empty"
                 )
-            if size > _MAX_KEY_BYTES[i]:
+            if size > limit:
                 raise InvalidItemError(
-                    f"table {self.table_name!r}: key attribute {name!r} exceeds "
-                    f"{_MAX_KEY_BYTES[i]} bytes"
+                    f"table {self.table_name!r}: key attribute {name!r} exceeds {limit} bytes"
                 )
-            parts.append(_NAMES.lp(name) + _lp(encoded))
-        return b"".join(parts)
+            parts.append(name_lp + lp(encoded))
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _key_value(self, name: str, value: Any) -> tuple[bytes, int]:
         """Encoding and size of a key value other than a plain str."""
@@ -285,58 +167,98 @@ class ItemSealer:
 
     def seal(self, item: Mapping[str, Any]) -> dict[str, Any]:
         """Return the item to store: encrypted, signed, ready for ``Table.put_item``."""
+        # The hot path of the library: inlined by hand, measured by bench/run.py.
         key_bytes = self._key_bytes(item)
         plan = self._plans.get(tuple(item))
         if plan is None:
             plan = self._plan(item)
-        encode = codec.encode_value
-        value_size = codec.value_size
-        size = plan.names_size
-        storable = codec.storable
+        size = plan.fixed_size
         out: dict[str, Any] = {}
         for name in plan.keys:
             value = item[name]
-            out[name] = storable(value, name)
-            size += value_size(value)
+            if type(value) is str and value.isascii():
+                out[name] = value
+                size += len(value)
+            else:
+                out[name] = codec.storable(value, name)
+                size += codec.value_size(value)
         for name in plan.plain:
             value = item[name]
-            encode(value, name)
-            out[name] = storable(value, name)
-            size += value_size(value)
-        signed_values: list[bytes] = []
+            codec.encode_value(value, name)
+            out[name] = codec.storable(value, name)
+            size += codec.value_size(value)
+        signed_chunks: list[bytes] = []
         for name, index in plan.signed:
-            if index is None:
-                value = item[name]
-                signed_values.append(encode(value, name))
-                out[name] = storable(value, name)
-                size += value_size(value)
-            else:
+            if index is not None:
                 digest = index[1].compute(self._index_key(index[0]), item[index[0]])
-                signed_values.append(encode(digest))
                 out[name] = digest
                 size += len(digest)
-        plaintexts = [encode(item[name], name) for name in plan.encrypted]
+                signed_chunks.append(lp(b"\x03" + digest))
+                continue
+            value = item[name]
+            encoded = codec.encode_value(value, name)
+            if type(value) is str:
+                out[name] = value
+                size += len(encoded) - 1
+            else:
+                out[name] = codec.storable(value, name)
+                size += codec.value_size(value)
+            n = len(encoded)
+            signed_chunks.append((_LENGTHS[n] if n < 0x80 else varint(n)) + encoded)
 
         data_key = self.keyring.new_data_key(self._context)
-        salt = b"" if data_key.single_use else secrets.token_bytes(SALT_BYTES)
-        enc_key, mac_key = _item_keys_raw(data_key.plaintext, salt)
+        dk = data_key.plaintext
+        if data_key.single_use:
+            salt = b""
+            mac = crypto_hmac.HMAC(dk, _SHA256)
+            kdf = mac.copy()
+            kdf.update(_ENC_INFO_1)
+        else:
+            salt = secrets.token_bytes(SALT_BYTES)
+            mac = crypto_hmac.HMAC(dk, _SHA256)
+            kdf = mac.copy()
+            kdf.update(_ENC_INFO + salt + b"\x01")
+        encrypt = AESGCM(kdf.finalize()).encrypt
         aad_prefix = _AAD_LABEL + self._table_lp + key_bytes
-        encrypt = AESGCM(enc_key).encrypt
-        tags: list[bytes] = []
-        for name, nonce, suffix, plaintext in zip(plan.encrypted, plan.nonces, plan.aad_suffixes,
-                                                  plaintexts, strict=True):
-            ct = encrypt(nonce, plaintext, aad_prefix + suffix)
+        chunks = [_SIG_LABEL, self._table_lp, key_bytes, b""]  # [3]: lp(header), set below
+        types: bytearray | None = None  # None while every encrypted value is a str
+        for i, (name, nonce, suffix, suffix_s) in enumerate(plan.encrypting):
+            value = item[name]
+            raw = None
+            if type(value) is str:
+                try:
+                    raw = value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raw = None  # encode_payload raises, outside this handler
+            if raw is not None:
+                ct = encrypt(nonce, raw, aad_prefix + suffix_s)
+                if types is not None:
+                    types.append(T_S)
+            else:
+                tag, raw = codec.encode_payload(value, name)
+                if types is None:
+                    types = bytearray(_S_BYTE * i)
+                types.append(tag)
+                ct = encrypt(nonce, raw, aad_prefix + suffix + _TYPE_BYTES[tag])
             out[name] = ct
             size += len(ct)
-            tags.append(ct[-TAG_BYTES:])
-        header = _header_bytes(FORMAT_VERSION, salt, data_key.wrapped, plan.names_part)
-        chunks = [_SIG_LABEL, self._table_lp, key_bytes, _lp(header)]
-        for encrypted, i, prefix in plan.sig_order:
-            chunks += (prefix, tags[i]) if encrypted else (prefix, _lp(signed_values[i]))
-        h = crypto_hmac.HMAC(mac_key, _SHA256)
-        h.update(b"".join(chunks))
-        out[HEADER_ATTRIBUTE] = header + h.finalize()
-        size += len(header) + SIG_BYTES
+            chunks.append(ct[-TAG_BYTES:])
+        wrapped = data_key.wrapped
+        names = (plan.names_all_str if types is None
+                 else plan.encrypted_names + types + plan.signed_names)
+        if len(wrapped) == 1 and not salt:
+            w = wrapped[0]
+            n = len(w.ciphertext)
+            header = b"".join((_header_start(w.provider, w.key_id),
+                               _LENGTHS[n] if n < 0x80 else varint(n), w.ciphertext, names))
+        else:
+            header = header_bytes(FORMAT_VERSION, salt, wrapped, names)
+        n = len(header)
+        chunks[3] = (_LENGTHS[n] if n < 0x80 else varint(n)) + header
+        chunks += signed_chunks
+        mac.update(b"".join(chunks))
+        out[HEADER_ATTRIBUTE] = header + mac.finalize()
+        size += n
         if size > codec.MAX_ITEM_BYTES:
             raise InvalidItemError(
                 f"table {self.table_name!r}: sealed item is {size} bytes, over DynamoDB's "
@@ -351,7 +273,6 @@ class ItemSealer:
         plain: list[str] = []
         signed: list[tuple[str, tuple[str, Any] | None]] = []
         encrypted: list[str] = []
-        lp = _NAMES.lp
         for name in item:
             if type(name) is not str or not name:
                 raise InvalidItemError(
@@ -376,22 +297,20 @@ class ItemSealer:
         for src, index in schema.blind_indexes.items():
             if src in item:
                 signed.append((index.attribute, (src, index)))
-        encrypted.sort()
-        signed.sort(key=_first_of_two)
-        order = sorted([(n, True, i) for i, n in enumerate(encrypted)]
-                       + [(n, False, i) for i, (n, _) in enumerate(signed)])
-        sig_order = tuple(
-            (enc, i, lp(n) + (b"\x01\x10" if enc else b"\x02")) for n, enc, i in order
-        )
+        encrypted.sort(key=_utf8_key)
+        signed.sort(key=_first_utf8_key)
         all_names = [*keys, *plain, *(n for n, _ in signed), *encrypted, HEADER_ATTRIBUTE]
+        encrypted_names = name_list(tuple(encrypted))
+        signed_names = name_list(tuple(n for n, _ in signed))
         plan = _Plan(
             keys=keys, plain=tuple(plain), signed=tuple(signed), encrypted=tuple(encrypted),
-            aad_suffixes=tuple(lp(n) for n in encrypted),
-            nonces=_NONCES[:len(encrypted)] if len(encrypted) <= len(_NONCES)
-            else tuple(i.to_bytes(12, "big") for i in range(len(encrypted))),
-            names_part=_encode_names(tuple(encrypted), tuple(n for n, _ in signed)),
-            sig_order=sig_order,
-            names_size=sum(len(lp(n)) - 1 for n in all_names),
+            encrypting=tuple((n, nonce, NAMES.lp(n), NAMES.lp(n) + _S_BYTE)
+                             for n, nonce in zip(encrypted, _nonces(len(encrypted)),
+                                                 strict=True)),
+            encrypted_names=encrypted_names,
+            signed_names=signed_names,
+            names_all_str=encrypted_names + _S_BYTE * len(encrypted) + signed_names,
+            fixed_size=sum(len(n.encode("utf-8")) for n in all_names) + SIG_BYTES,
         )
         if len(self._plans) < 64:
             self._plans[tuple(item)] = plan
@@ -414,54 +333,53 @@ class ItemSealer:
         """Verify and decrypt a stored item; raise IntegrityError on any tampering."""
         fail = self._fail
         raw = stored.get(HEADER_ATTRIBUTE)
-        if raw is None:
-            raise fail(stored, "item is not sealed (no dynaseal header)")
-        if not isinstance(raw, bytes | bytearray | Binary):
-            raise fail(stored, "dynaseal header is not binary")
-        raw = codec.as_bytes(raw)
+        if type(raw) is not bytes:
+            if raw is None:
+                raise fail(stored, "item is not sealed (no dynaseal header)")
+            if not isinstance(raw, bytearray | Binary):
+                raise fail(stored, "dynaseal header is not binary")
+            raw = codec.as_bytes(raw)
         sig_at = len(raw) - SIG_BYTES
+        body = raw[:sig_at]
         try:
-            header, end = Header.decode(raw[:sig_at])
+            version, salt, wrapped, encrypted, types, signed, end = parse(body)
         except (ValueError, UnicodeDecodeError, IndexError) as e:
             raise fail(stored, f"malformed dynaseal header ({e})") from None
         if end != sig_at:
             raise fail(stored, "malformed dynaseal header (signature length)")
-        key_names = self.schema.key_names
-        for name in key_names:
-            if name not in stored:
-                raise fail(stored, "key attribute missing")
         try:
             key_bytes = self._key_bytes(stored)
         except InvalidItemError:
-            raise fail(stored, "malformed key attribute") from None
-        encrypted = header.encrypted
-        signed = header.signed
-        plan = self._open_plans.get((encrypted, signed))
+            key_bytes = None
+        if key_bytes is None:
+            missing = any(name not in stored for name in self.schema.key_names)
+            raise fail(stored, "key attribute missing" if missing else "malformed key attribute")
+        plan = self._open_plans.get((version, encrypted, signed))
         if plan is None:
-            plan = self._open_plan(encrypted, signed)
-        if plan is None:
-            raise fail(stored, "attribute set differs from the sealed one")
-        n_expected = len(encrypted) + len(signed) + len(key_names) + 1
-        if len(stored) != n_expected:
-            # only attributes the schema now calls plain may come on top of the sealed ones
-            sealed = {*encrypted, *signed}
-            plain = self.schema.plain
-            extra = sum(1 for n in stored if n in plain and n not in sealed)
-            if len(stored) - extra != n_expected:
+            plan = self._open_plan(version, encrypted, signed)
+            if plan is None:
                 raise fail(stored, "attribute set differs from the sealed one")
-        for name in plan.names:
-            if name not in stored:
+        if len(stored) != plan.size or not stored.keys() >= plan.name_set:
+            # only attributes the schema now calls plain may come on top of the sealed ones
+            plain = self.schema.plain
+            extra = sum(1 for n in stored if n in plain and n not in plan.name_set)
+            if len(stored) - extra != plan.size or not stored.keys() >= plan.name_set:
                 raise fail(stored, "attribute set differs from the sealed one")
 
         try:
-            plaintext_key = self.keyring.decrypt_data_key(header.wrapped, self._context)
+            data_key = self.keyring.decrypt_data_key(wrapped, self._context)
         except UnwrapError:
             raise fail(stored, "data key failed to authenticate") from None
-        if plaintext_key is None:
+        if data_key is None:
             raise KeyNotFoundError(self.table_name, describe_key(self.schema, stored),
-                                   tuple(w.key_id for w in header.wrapped))
-        enc_key, mac_key = _item_keys_raw(plaintext_key, header.salt)
+                                   tuple(w.key_id for w in wrapped))
+        if version == 1:
+            return self._open_v1(stored, raw, key_bytes, plan, data_key, salt)
 
+        # format 2, inlined by hand like seal
+        chunks = [_SIG_LABEL, self._table_lp, key_bytes, b""]
+        n = len(body)
+        chunks[3] = (_LENGTHS[n] if n < 0x80 else varint(n)) + body
         ciphertexts: list[bytes] = []
         for name in encrypted:
             value = stored[name]
@@ -469,54 +387,132 @@ class ItemSealer:
                 if not isinstance(value, bytearray | Binary):
                     raise fail(stored)
                 value = codec.as_bytes(value)
-            if len(value) <= TAG_BYTES:
+            if len(value) < TAG_BYTES:
+                raise fail(stored)
+            ciphertexts.append(value)
+            chunks.append(value[-TAG_BYTES:])
+        result: dict[str, Any] = {}
+        for name, keep in plan.signed:
+            value = stored[name]
+            if type(value) is str:
+                try:
+                    encoded = b"\x01" + value.encode("utf-8")
+                except UnicodeEncodeError:
+                    encoded = None  # raised below, outside the handler
+            else:
+                value = codec.to_python(value)
+                try:
+                    encoded = codec.encode_value(value, name)
+                except InvalidItemError:
+                    encoded = None  # raised below, outside the handler
+            if encoded is None:
+                raise fail(stored)
+            n = len(encoded)
+            chunks.append((_LENGTHS[n] if n < 0x80 else varint(n)) + encoded)
+            if keep:
+                result[name] = value
+        if salt:
+            mac = crypto_hmac.HMAC(data_key, _SHA256)
+            kdf = mac.copy()
+            kdf.update(_ENC_INFO + salt + b"\x01")
+        else:
+            mac = crypto_hmac.HMAC(data_key, _SHA256)
+            kdf = mac.copy()
+            kdf.update(_ENC_INFO_1)
+        mac.update(b"".join(chunks))
+        if not hmac.compare_digest(mac.finalize(), raw[sig_at:]):
+            raise fail(stored, "item signature does not match")
+
+        for name in self.schema.key_names:
+            value = stored[name]
+            result[name] = value if type(value) is str else codec.to_python(value)
+        decrypt = AESGCM(kdf.finalize()).decrypt
+        aad_prefix = _AAD_LABEL + self._table_lp + key_bytes
+        problem = None
+        try:
+            for (name, nonce, suffix), tag, ct in zip(plan.decrypting, types, ciphertexts,
+                                                      strict=True):
+                if tag == T_S:
+                    result[name] = decrypt(nonce, ct, aad_prefix + suffix + _S_BYTE
+                                           ).decode("utf-8")
+                else:
+                    result[name] = codec.decode_payload(
+                        tag, decrypt(nonce, ct, aad_prefix + suffix + _TYPE_BYTES[tag]))
+        except InvalidTag:
+            problem = "item failed authentication"
+        except (ValueError, ArithmeticError):
+            # raised below, outside the handler: a decode error holds the plaintext
+            problem = "encrypted value is malformed"
+        if problem is not None:
+            raise fail(stored, problem)
+        if len(stored) > plan.size:
+            self._add_plain(stored, result)
+        return result
+
+    def _open_v1(self, stored: Mapping[str, Any], raw: bytes, key_bytes: bytes,
+                 plan: _OpenPlan, data_key: bytes, salt: bytes) -> dict[str, Any]:
+        """Verify and decrypt a format 1 item (dynaseal 0.1), after the shared checks."""
+        fail = self._fail
+        sig_at = len(raw) - SIG_BYTES
+        ciphertexts: list[bytes] = []
+        for name, _, _ in plan.decrypting:
+            value = stored[name]
+            if not isinstance(value, bytes | bytearray | Binary):
+                raise fail(stored)
+            value = codec.as_bytes(value)
+            if len(value) <= TAG_BYTES:  # a format 1 plaintext holds at least its type byte
                 raise fail(stored)
             ciphertexts.append(value)
         result: dict[str, Any] = {}
-        encoded_signed: list[bytes] = []
-        to_python = codec.to_python
-        for name, keep in zip(signed, plan.keep, strict=True):
-            value = to_python(stored[name])
+        signed_chunks: list[bytes] = []
+        for name, keep in plan.signed:
+            value = codec.to_python(stored[name])
             try:
-                encoded_signed.append(codec.encode_value(value, name))
+                encoded = codec.encode_value(value, name)
             except InvalidItemError:
-                raise fail(stored) from None
+                encoded = None
+            if encoded is None:
+                raise fail(stored)
+            signed_chunks.append(lp(encoded))
             if keep:
                 result[name] = value
-        chunks = [_SIG_LABEL, self._table_lp, key_bytes, _lp(raw[:sig_at])]
+        okm = HKDF(_SHA256, 64, salt=salt or None, info=_V1_KDF_INFO).derive(data_key)
+        mac = crypto_hmac.HMAC(okm[32:], _SHA256)
+        chunks = [_V1_SIG_LABEL, self._table_lp, key_bytes, lp(raw[:sig_at])]
         for is_encrypted, i, prefix in plan.sig_order:
             chunks += ((prefix, ciphertexts[i][-TAG_BYTES:]) if is_encrypted
-                       else (prefix, _lp(encoded_signed[i])))
-        h = crypto_hmac.HMAC(mac_key, _SHA256)
-        h.update(b"".join(chunks))
-        if not hmac.compare_digest(h.finalize(), raw[sig_at:]):
+                       else (prefix, signed_chunks[i]))
+        mac.update(b"".join(chunks))
+        if not hmac.compare_digest(mac.finalize(), raw[sig_at:]):
             raise fail(stored, "item signature does not match")
 
-        for name in key_names:
-            result[name] = to_python(stored[name])
-        decrypt = AESGCM(enc_key).decrypt
-        aad_prefix = _AAD_LABEL + self._table_lp + key_bytes
-        decode = codec.decode_value
-        for name, nonce, suffix, ct in zip(encrypted, plan.nonces, plan.aad_suffixes,
-                                           ciphertexts, strict=True):
-            problem = None
-            try:
-                result[name] = decode(decrypt(nonce, ct, aad_prefix + suffix))
-            except InvalidTag:
-                problem = "item failed authentication"
-            except (ValueError, ArithmeticError):
-                # raised below, outside the handler: a decode error holds the plaintext
-                problem = "encrypted value is malformed"
-            if problem is not None:
-                raise fail(stored, problem)
-        if len(stored) > n_expected:
-            plain = self.schema.plain
-            for name in stored:
-                if name in plain and name not in result:
-                    result[name] = to_python(stored[name])
+        for name in self.schema.key_names:
+            result[name] = codec.to_python(stored[name])
+        decrypt = AESGCM(okm[:32]).decrypt
+        aad_prefix = _V1_AAD_LABEL + self._table_lp + key_bytes
+        problem = None
+        try:
+            for (name, nonce, suffix), ct in zip(plan.decrypting, ciphertexts, strict=True):
+                result[name] = codec.decode_value(decrypt(nonce, ct, aad_prefix + suffix))
+        except InvalidTag:
+            problem = "item failed authentication"
+        except (ValueError, ArithmeticError):
+            # raised below, outside the handler: a decode error holds the plaintext
+            problem = "encrypted value is malformed"
+        if problem is not None:
+            raise fail(stored, problem)
+        if len(stored) > plan.size:
+            self._add_plain(stored, result)
         return result
 
-    def _open_plan(self, encrypted: tuple[str, ...], signed: tuple[str, ...]
+    def _add_plain(self, stored: Mapping[str, Any], result: dict[str, Any]) -> None:
+        """Attributes the schema calls plain, stored beside the sealed ones."""
+        plain = self.schema.plain
+        for name in stored:
+            if name in plain and name not in result:
+                result[name] = codec.to_python(stored[name])
+
+    def _open_plan(self, version: int, encrypted: tuple[str, ...], signed: tuple[str, ...]
                    ) -> _OpenPlan | None:
         """Constant bytes for opening one header shape; None if the shape is impossible."""
         key_names = self.schema.key_names
@@ -524,19 +520,22 @@ class ItemSealer:
         if any(n in key_names or n == HEADER_ATTRIBUTE for n in names) or len(set(names)) != len(
                 names):
             return None
-        lp = _NAMES.lp
-        order = sorted([(n, True, i) for i, n in enumerate(encrypted)]
-                       + [(n, False, i) for i, n in enumerate(signed)])
+        sig_order: tuple[tuple[bool, int, bytes], ...] = ()
+        if version == 1:
+            order = sorted([(n.encode("utf-8"), True, i) for i, n in enumerate(encrypted)]
+                           + [(n.encode("utf-8"), False, i) for i, n in enumerate(signed)])
+            sig_order = tuple((enc, i, lp(n) + (b"\x01\x10" if enc else b"\x02"))
+                              for n, enc, i in order)
         plan = _OpenPlan(
-            names=names,
-            keep=tuple(n not in self._index_attrs for n in signed),
-            aad_suffixes=tuple(lp(n) for n in encrypted),
-            nonces=tuple(i.to_bytes(12, "big") for i in range(len(encrypted))),
-            sig_order=tuple((enc, i, lp(n) + (b"\x01\x10" if enc else b"\x02"))
-                            for n, enc, i in order),
+            name_set=frozenset((*names, *key_names, HEADER_ATTRIBUTE)),
+            size=len(names) + len(key_names) + 1,
+            signed=tuple((n, n not in self._index_attrs) for n in signed),
+            decrypting=tuple(zip(encrypted, _nonces(len(encrypted)),
+                                 (NAMES.lp(n) for n in encrypted), strict=False)),
+            sig_order=sig_order,
         )
         if len(self._open_plans) < 256:
-            self._open_plans[(encrypted, signed)] = plan
+            self._open_plans[(version, encrypted, signed)] = plan
         return plan
 
 
@@ -548,31 +547,41 @@ class _Plan:
     plain: tuple[str, ...]
     signed: tuple[tuple[str, tuple[str, Any] | None], ...]
     encrypted: tuple[str, ...]
-    aad_suffixes: tuple[bytes, ...]
-    nonces: tuple[bytes, ...]
-    names_part: bytes
-    sig_order: tuple[tuple[bool, int, bytes], ...]
-    names_size: int
+    encrypting: tuple[tuple[str, bytes, bytes, bytes], ...]
+    """Per encrypted attribute, sorted: name, GCM nonce, associated-data suffix, and that
+    suffix with the type tag of a str appended."""
+    encrypted_names: bytes
+    signed_names: bytes
+    names_all_str: bytes
+    """The header's name lists when every encrypted value is a str (the common case)."""
+    fixed_size: int
+    """DynamoDB size of every attribute name plus the signature."""
 
 
 @dataclass(frozen=True, slots=True)
 class _OpenPlan:
     """Constant bytes for opening items of one header shape."""
 
-    names: tuple[str, ...]
-    keep: tuple[bool, ...]
-    aad_suffixes: tuple[bytes, ...]
-    nonces: tuple[bytes, ...]
+    name_set: frozenset[str]
+    """Every attribute a sealed item of this shape holds: keys, sealed names, the header."""
+    size: int
+    signed: tuple[tuple[str, bool], ...]
+    """Signed names, with whether opening returns them (blind-index values it does not)."""
+    decrypting: tuple[tuple[str, bytes, bytes], ...]
+    """Name, GCM nonce and associated-data suffix of each encrypted attribute."""
     sig_order: tuple[tuple[bool, int, bytes], ...]
-
-
-_NONCES = tuple(i.to_bytes(12, "big") for i in range(256))
-_SHA256 = hashes.SHA256()
+    """Format 1 only: the signature's walk over encrypted and signed names, merged."""
 
 
 @functools.lru_cache(maxsize=64)
-def _key_id_lp(provider: int, key_id: str) -> bytes:
-    return bytes((provider,)) + _lp(_encode_key_id(provider, key_id))
+def _header_start(provider: int, key_id: str) -> bytes:
+    """Format 2 header up to the wrapped key's length: no salt, one wrapped key."""
+    return bytes((FORMAT_VERSION, 0, 1)) + key_reference(provider, key_id)
+
+
+def _nonces(n: int) -> tuple[bytes, ...]:
+    """The GCM nonces of an item's encrypted attributes: their positions, as 96-bit integers."""
+    return _NONCES[:n] if n <= len(_NONCES) else tuple(i.to_bytes(12, "big") for i in range(n))
 
 
 def _utf8_or_none(text: str) -> bytes | None:
@@ -584,10 +593,9 @@ def _utf8_or_none(text: str) -> bytes | None:
         return None
 
 
-def _first_of_two(pair: tuple[str, Any]) -> str:
-    return pair[0]
+def _utf8_key(name: str) -> bytes:
+    return name.encode("utf-8")
 
 
-def _item_keys_raw(data_key: bytes, salt: bytes) -> tuple[bytes, bytes]:
-    okm = HKDF(_SHA256, 64, salt=salt or None, info=_KDF_INFO).derive(data_key)
-    return okm[:32], okm[32:]
+def _first_utf8_key(pair: tuple[str, Any]) -> bytes:
+    return pair[0].encode("utf-8")
