@@ -22,7 +22,8 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeSerializer
 
-from dynaseal import BlindIndex, ItemSealer, LocalKeyring, Schema
+from dynaseal import FORMAT_VERSION, BlindIndex, ItemSealer, LocalKeyring, Schema
+from dynaseal.header import SIG_BYTES, Header
 from dynaseal.keyring import DataKey, Keyring, WrappedKey
 
 HERE = Path(__file__).resolve().parent.parent / "tests" / "vectors"
@@ -132,7 +133,16 @@ def main(out: Path) -> int:
         stored=flipped)
     add("other-table", "accounts", users, user, ring, expect="IntegrityError",
         stored=copy.deepcopy(ref))
-    doc = {"format_version": 1, "keyset": "keys.json",
+    header = Header.decode(ref["_ds"][:-SIG_BYTES])[0]
+    if header.types:  # format 2 keeps the encrypted values' type tags in the header
+        retyped = copy.deepcopy(ref)
+        types = bytes(0x03 if name == "ssn" else t  # S -> B
+                      for name, t in zip(header.encrypted, header.types, strict=True))
+        retyped["_ds"] = (Header(header.version, header.salt, header.wrapped, header.encrypted,
+                                 header.signed, types).encode() + ref["_ds"][-SIG_BYTES:])
+        add("type-tag-changed", "users", users, user, ring, expect="IntegrityError",
+            stored=retyped, note="the header says ssn is binary; the signature disagrees")
+    doc = {"format_version": FORMAT_VERSION, "keyset": "keys.json",
            "comment": "Frozen. Never regenerate: add a new file for a new format version.",
            "cases": cases}
     out.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")

@@ -16,7 +16,7 @@ from .schema import HEADER_ATTRIBUTE, Schema
 from .sealer import FORMAT_VERSION, ItemSealer
 from .table import SealedBatchWriter, SealedTable
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "FORMAT_VERSION",
