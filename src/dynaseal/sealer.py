@@ -100,6 +100,7 @@ class ItemSealer:
         self._table_lp = lp(table_name.encode("utf-8"))
         self._key_spec = tuple((name, NAMES.lp(name), _MAX_KEY_BYTES[i])
                                for i, name in enumerate(schema.key_names))
+        self._single_str_key = schema.sort_key is None
         self._index_attrs = {ix.attribute: src for src, ix in schema.blind_indexes.items()}
         self._index_keys: dict[str, bytes] = {}
         self._plans: dict[tuple[str, ...], _Plan] = {}
@@ -117,6 +118,18 @@ class ItemSealer:
 
     def _key_bytes(self, item: Mapping[str, Any]) -> bytes:
         """The validated canonical encoding of an item's primary key (names and values)."""
+        if self._single_str_key and type(item) is dict:
+            # the common case, inline: one partition key, a str of 1 to 2048 UTF-8 bytes
+            value = item.get(self._key_spec[0][0])
+            if type(value) is str:
+                try:
+                    raw = value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raw = b""  # the general path below reports it
+                if 0 < len(raw) <= _MAX_KEY_BYTES[0]:
+                    n = len(raw) + 1
+                    return b"".join((self._key_spec[0][1], _LENGTHS[n] if n < 0x80 else varint(n),
+                                     b"\x01", raw))
         if type(item) is not dict and not isinstance(item, Mapping):
             raise InvalidItemError(f"table {self.table_name!r}: an item must be a dict")
         parts = []
@@ -222,7 +235,7 @@ class ItemSealer:
         aad_prefix = _AAD_LABEL + self._table_lp + key_bytes
         chunks = [_SIG_LABEL, self._table_lp, key_bytes, b""]  # [3]: lp(header), set below
         types: bytearray | None = None  # None while every encrypted value is a str
-        for i, (name, nonce, suffix, suffix_s) in enumerate(plan.encrypting):
+        for name, nonce, suffix, suffix_s, i in plan.encrypting:
             value = item[name]
             raw = None
             if type(value) is str:
@@ -304,9 +317,9 @@ class ItemSealer:
         signed_names = name_list(tuple(n for n, _ in signed))
         plan = _Plan(
             keys=keys, plain=tuple(plain), signed=tuple(signed), encrypted=tuple(encrypted),
-            encrypting=tuple((n, nonce, NAMES.lp(n), NAMES.lp(n) + _S_BYTE)
-                             for n, nonce in zip(encrypted, _nonces(len(encrypted)),
-                                                 strict=True)),
+            encrypting=tuple((n, nonce, NAMES.lp(n), NAMES.lp(n) + _S_BYTE, i)
+                             for i, (n, nonce) in enumerate(zip(encrypted, _nonces(len(encrypted)),
+                                                                strict=True))),
             encrypted_names=encrypted_names,
             signed_names=signed_names,
             names_all_str=encrypted_names + _S_BYTE * len(encrypted) + signed_names,
@@ -547,9 +560,9 @@ class _Plan:
     plain: tuple[str, ...]
     signed: tuple[tuple[str, tuple[str, Any] | None], ...]
     encrypted: tuple[str, ...]
-    encrypting: tuple[tuple[str, bytes, bytes, bytes], ...]
-    """Per encrypted attribute, sorted: name, GCM nonce, associated-data suffix, and that
-    suffix with the type tag of a str appended."""
+    encrypting: tuple[tuple[str, bytes, bytes, bytes, int], ...]
+    """Per encrypted attribute, sorted: name, GCM nonce, associated-data suffix, that suffix
+    with the type tag of a str appended, and the position."""
     encrypted_names: bytes
     signed_names: bytes
     names_all_str: bytes
