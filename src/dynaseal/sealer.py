@@ -142,15 +142,15 @@ class ItemSealer:
                 raise InvalidItemError(
                     f"table {self.table_name!r}: key attribute {name!r} is missing"
                 )
-            if type(value) is str:  # the common case, inline
-                raw = _utf8_or_none(value)
-                if raw is None:
+            if type(value) is str:
+                text = _utf8_or_none(value)
+                if text is None:
                     raise InvalidItemError(
                         f"table {self.table_name!r}: key attribute {name!r} is not valid "
                         "Unicode text"
                     )
-                size = len(raw)
-                encoded = b"\x01" + raw
+                size = len(text)
+                encoded = b"\x01" + text
             else:
                 encoded, size = self._key_value(name, value)
             if size == 0:
