@@ -58,14 +58,16 @@ def dynamodb(dynalite: LocalDynamoDB) -> Any:
 def make_table(dynamodb: Any) -> Callable[..., Any]:
     """Create a fresh table, polled until it and its GSIs are ACTIVE.
 
-    ``make_table(pk="user_id", sk=None, pk_type="S", sk_type="S", gsis=(), claims=False)``:
+    ``make_table(pk="user_id", sk=None, pk_type="S", sk_type="S", gsis=(), claims=False,
+    name=None)``:
     each GSI is a binary hash key of that name (a blind index); ``claims=True`` also creates
     the table's claims table, laid out as ``dynaseal.tables.create_table`` lays it out.
     """
 
     def create(pk: str = "user_id", sk: str | None = None, pk_type: str = "S",
-               sk_type: str = "S", gsis: tuple[str, ...] = (), claims: bool = False) -> Any:
-        name = f"t{next(_names)}-{os.getpid()}"
+               sk_type: str = "S", gsis: tuple[str, ...] = (), claims: bool = False,
+               name: str | None = None) -> Any:
+        name = name or f"t{next(_names)}-{os.getpid()}"
         attrs = {pk: pk_type}
         key_schema = [{"AttributeName": pk, "KeyType": "HASH"}]
         if sk:

@@ -140,3 +140,20 @@ def test_vectors_open_through_dynalite(file: str, make_table: Any,
     back = raw.get_item(Key={"user_id": stored["user_id"]}, ConsistentRead=True)["Item"]
     sealer = ItemSealer("users", schema_of(case["schema"]), vector_keyring)
     assert sealer.open(back) == from_wire(case["item"])
+
+
+def test_a_format_1_item_is_rewritten_as_format_2(make_table: Any,
+                                                  vector_keyring: LocalKeyring) -> None:
+    """Old items are read in place and upgraded by the next write, one item at a time."""
+    case = _reference("v1_items.json")
+    raw = make_table(name=case["table"])  # the vectors are bound to the table name "users"
+    stored = from_wire(case["stored"])
+    raw.put_item(Item=stored)
+    users = SealedTable(raw, schema=schema_of(case["schema"]), keyring=vector_keyring)
+    key = {"user_id": stored["user_id"]}
+    assert users.get_item(key, ConsistentRead=True) == from_wire(case["item"])
+    updated = users.update_item(key, set={"role": "admin"})
+    assert updated == {**from_wire(case["item"]), "role": "admin"}
+    back = raw.get_item(Key=key, ConsistentRead=True)["Item"]
+    assert bytes(back["_ds"])[0] == 2
+    assert users.get_item(key, ConsistentRead=True) == updated
