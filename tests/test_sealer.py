@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -731,3 +732,194 @@ def test_new_schema_attributes_do_not_affect_old_items(keyring):
     # New plain attributes may then be added freely; new signed ones may not.
     assert new.open({**stored, "last_seen": 5}) == {**ITEM, "last_seen": 5}
     assert_integrity_error(new, {**stored, "nickname": "al"})
+
+
+# -- nothing secret is left behind by a failure ------------------------------------------------
+
+
+class CountingKeyring(dynaseal.Keyring):
+    """Counts data keys handed out; can add a wrapped copy under a provider no reader knows."""
+
+    def __init__(self, inner: LocalKeyring, extra: dynaseal.WrappedKey | None = None) -> None:
+        self.inner = inner
+        self.extra = extra
+        self.handed_out = 0
+
+    def new_data_key(self, context: Any) -> dynaseal.DataKey:
+        self.handed_out += 1
+        key = self.inner.new_data_key(context)
+        wrapped = key.wrapped if self.extra is None else (self.extra, *key.wrapped)
+        return dynaseal.DataKey(key.plaintext, wrapped, single_use=True)
+
+    def decrypt_data_key(self, wrapped: Any, context: Any) -> bytes | None:
+        return self.inner.decrypt_data_key(wrapped, context)
+
+    def index_key(self, table: str, attribute: str) -> bytes:
+        return self.inner.index_key(table, attribute)
+
+
+PACKAGE_DIR = os.path.dirname(dynaseal.__file__) + os.sep
+
+
+def frame_locals(error: BaseException) -> list[Any]:
+    """Every local of every dynaseal frame the error passed through, as an error reporter
+    records them (the test's own frames are the caller's business)."""
+    found = []
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.startswith(PACKAGE_DIR):
+            found += list(tb.tb_frame.f_locals.values())
+        tb = tb.tb_next
+    assert found, "no dynaseal frame in the traceback"
+    return found
+
+
+def holds(values: list[Any], needle: Any) -> bool:
+    def walk(v: Any, depth: int = 0) -> bool:
+        if v is needle or (isinstance(v, str | bytes) and v == needle):
+            return True
+        if depth < 3 and isinstance(v, dict):
+            return any(walk(x, depth + 1) for x in v.values())
+        if depth < 3 and isinstance(v, list | tuple):
+            return any(walk(x, depth + 1) for x in v)
+        return False
+    return any(walk(v) for v in values)
+
+
+@pytest.mark.parametrize("bad", [1.5, set(), "lone \ud800 surrogate", object()],
+                         ids=["float", "empty-set", "surrogate", "object"])
+def test_a_refused_item_costs_no_data_key(keyring, bad):
+    ring = CountingKeyring(keyring)
+    sealer = ItemSealer(TABLE, SCHEMA, ring)
+    with pytest.raises(InvalidItemError) as info:
+        sealer.seal({**ITEM, "zzz": bad})
+    assert ring.handed_out == 0
+    assert info.value.__context__ is None and info.value.__cause__ is None
+
+
+def test_an_oversized_item_leaves_no_key_in_the_traceback(keyring):
+    ring = CountingKeyring(keyring)
+    sealer = ItemSealer(TABLE, SCHEMA, ring)
+    # just under the limit before the header is counted: refused only by the final check
+    base = sealer.seal({"user_id": "u-1", "big": ""})
+    room = dynaseal.codec.MAX_ITEM_BYTES - dynaseal.codec.item_size(base)
+    with pytest.raises(InvalidItemError, match="over DynamoDB's"):
+        sealer.seal({"user_id": "u-1", "big": "x" * (room + 1)})
+    assert ring.handed_out == 2  # the final check ran after the key was made
+    with pytest.raises(InvalidItemError) as info:
+        sealer.seal({"user_id": "u-1", "big": "x" * (room + 1)})
+    locals_ = frame_locals(info.value)
+    assert not any(type(v) is dynaseal.DataKey for v in locals_)
+    assert not any(isinstance(v, bytes) and len(v) == 32 for v in locals_)
+
+
+@pytest.mark.parametrize("where", ["signature", "ciphertext"])
+def test_a_failed_open_leaves_no_key_or_plaintext_in_the_traceback(keyring, where):
+    ring = CountingKeyring(keyring)
+    sealer = ItemSealer(TABLE, SCHEMA, ring)
+    stored = sealer.seal(ITEM)
+    if where == "signature":
+        tampered = {**stored, "role": "admin"}
+    else:  # a ciphertext byte, not a tag byte: the signature still matches, GCM refuses
+        tampered = {**stored, "ssn": flip(stored["ssn"], 0, 0)}
+    error = assert_integrity_error(sealer, tampered)
+    locals_ = frame_locals(error)
+    for secret in (EMAIL, BALANCE, PHOTO):  # sorted before ssn: decrypted before it failed
+        assert not holds(locals_, secret)
+    assert not any(isinstance(v, bytes) and len(v) == 32 for v in locals_)
+
+
+def test_a_failed_open_of_a_format_1_item_leaves_nothing_behind(tmp_path):
+    from test_vectors import VECTORS, from_wire  # the frozen format 1 reference item
+
+    case = next(c for c in json.loads((VECTORS / "v1_items.json").read_text())["cases"]
+                if c["name"] == "user")
+    path = tmp_path / "keys.json"
+    path.write_text((VECTORS / "keys.json").read_text())
+    path.chmod(0o600)
+    sealer = ItemSealer("users", Schema("user_id", sign=["created_at", "role"], plain=["ttl"]),
+                        LocalKeyring.load(path))
+    stored = from_wire(case["stored"])
+    tampered = {**stored, "ssn": flip(stored["ssn"], 0, 0)}
+    with pytest.raises(IntegrityError) as info:
+        sealer.open(tampered)
+    locals_ = frame_locals(info.value)
+    for name in ("address", "email", "name"):  # sorted before ssn
+        assert not holds(locals_, from_wire(case["item"])[name])
+    assert not any(isinstance(v, bytes) and len(v) in (32, 64) for v in locals_)
+
+
+def deep(levels: int) -> Any:
+    value: Any = "x"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("tamper", [
+    pytest.param(lambda s: {**s, "ttl": {Binary(b"\x01"), "x"}}, id="mixed-set-plain"),
+    pytest.param(lambda s: {**s, "role": {Binary(b"\x01"), "x"}}, id="mixed-set-signed"),
+    pytest.param(lambda s: {**s, "ttl": deep(5000)}, id="deep-plain"),
+    pytest.param(lambda s: {**s, "role": deep(5000)}, id="deep-signed"),
+    pytest.param(lambda s: {**s, "user_id": deep(5000)}, id="deep-key"),
+    pytest.param(lambda s: {**s, "user_id": 10 ** 5000}, id="huge-int-key"),
+    pytest.param(lambda s: {**s, "email": memoryview(s["email"])}, id="memoryview-ciphertext"),
+])
+def test_crafted_values_raise_integrity_error_only(sealer, stored, tamper):
+    try:
+        sealer.open(tamper(stored))
+    except IntegrityError as e:
+        assert TABLE in str(e)
+    else:  # only a plain attribute may change and still open
+        assert tamper(stored)["ttl"] != stored["ttl"]
+
+
+@pytest.mark.parametrize("stored", [[("user_id", "u-1")], "u-1", None, 42],
+                         ids=["list", "str", "none", "int"])
+def test_a_stored_item_that_is_not_a_mapping_is_refused(sealer, stored):
+    with pytest.raises(IntegrityError, match="must be a dict"):
+        sealer.open(stored)
+
+
+def test_a_wrapped_key_of_an_unknown_provider_is_skipped(keyring):
+    # a later version's provider, with a key reference that is not UTF-8
+    other = dynaseal.WrappedKey(7, "ff00", b"opaque to this version")
+    ring = CountingKeyring(keyring, extra=other)
+    sealer = ItemSealer(TABLE, SCHEMA, ring)
+    stored = sealer.seal(ITEM)
+    header = Header.decode(stored["_ds"][:-SIG_BYTES])[0]
+    assert header.wrapped[0] == other
+    assert header.encode() == stored["_ds"][:-SIG_BYTES]
+    assert sealer.open(stored) == ITEM
+
+
+def test_forged_shapes_are_not_cached(sealer, stored):
+    from dynaseal.header import NAMES
+
+    assert sealer.open(stored) == ITEM
+    header = Header.decode(stored["_ds"][:-SIG_BYTES])[0]
+    forgeries = []
+    for i in range(300):  # 300 shapes, each with a new 1 KB name, none of them authentic
+        name = f"n{i:03d}" + "x" * 1000
+        names = tuple(sorted((*header.encrypted, name)))
+        body = Header(2, b"", header.wrapped, names, header.signed, bytes([1] * len(names)))
+        forgeries.append({**stored, name: b"\x00" * 20,
+                          "_ds": body.encode() + stored["_ds"][-SIG_BYTES:]})
+    cached, names_before = dict(sealer._open_plans), len(NAMES._cache)
+    for forged in forgeries:
+        assert_integrity_error(sealer, forged)
+    assert sealer._open_plans == cached
+    assert len(NAMES._cache) == names_before
+
+
+def test_memoryview_in_the_clear_is_stored_as_bytes_and_counted(sealer):
+    stored = sealer.seal({**ITEM, "ttl": memoryview(b"\x01\x02")})
+    assert type(stored["ttl"]) is bytes
+    with pytest.raises(InvalidItemError, match="over DynamoDB's"):
+        sealer.seal({**ITEM, "ttl": memoryview(b"\x00" * 500_000)})
+
+
+def test_a_single_wrapped_key_is_not_taken_for_a_sequence():
+    wrapped = dynaseal.WrappedKey(1, "00000001", b"x" * 60)
+    with pytest.raises(TypeError, match="sequence"):
+        dynaseal.DataKey(b"k" * 32, wrapped)  # type: ignore[arg-type]

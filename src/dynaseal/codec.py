@@ -150,6 +150,8 @@ def storable(value: Any, path: str = "value") -> Any:
         if all(a is b for a, b in converted):
             return value
         return {b for _, b in converted}
+    if isinstance(value, memoryview):
+        return bytes(value)  # boto3 sends bytes, bytearray and Binary, not memoryview
     return value
 
 
@@ -360,16 +362,25 @@ def _decode(buf: memoryview, pos: int, end: int, depth: int) -> tuple[Any, int]:
     raise ValueError("unknown type tag")
 
 
-def to_python(value: Any) -> Any:
-    """Resource-layer value as dynaseal returns it: ``Binary`` becomes ``bytes``, recursively."""
+def to_python(value: Any, depth: int = 0) -> Any:
+    """Resource-layer value as dynaseal returns it: ``Binary`` becomes ``bytes``, recursively.
+
+    Raises :class:`InvalidItemError` for what DynamoDB cannot hold (nesting deeper than it allows,
+    which would otherwise exhaust the stack): stored items are input too.
+    """
+    t = type(value)
+    if t is str or t is bytes or t is Decimal or t is bool or value is None:
+        return value
     if isinstance(value, Binary):
         return as_bytes(value)
+    if depth > MAX_DEPTH:
+        raise InvalidItemError(f"value nested deeper than DynamoDB's {MAX_DEPTH} levels")
     if isinstance(value, dict):
-        return {k: to_python(v) for k, v in value.items()}
+        return {k: to_python(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [to_python(v) for v in value]
-    if isinstance(value, set) and value and isinstance(next(iter(value)), Binary):
-        return {as_bytes(v) for v in value}
+        return [to_python(v, depth + 1) for v in value]
+    if isinstance(value, set) and any(isinstance(v, Binary) for v in value):
+        return {as_bytes(v) if isinstance(v, Binary) else v for v in value}
     return value
 
 
@@ -383,6 +394,8 @@ def value_size(value: Any) -> int:
         return len(canonical_number(value)) // 2 + 2
     if isinstance(value, bytes | bytearray):
         return len(value)
+    if isinstance(value, memoryview):
+        return value.nbytes
     if isinstance(value, Binary):
         return len(as_bytes(value))
     if isinstance(value, Mapping):

@@ -10,7 +10,7 @@ import functools
 from dataclasses import dataclass
 
 from .codec import T_BS, T_S, read_varint, varint
-from .keyring import PROVIDER_LOCAL, WrappedKey
+from .keyring import PROVIDER_AWS_KMS, PROVIDER_LOCAL, WrappedKey
 
 __all__ = [
     "FORMAT_VERSION",
@@ -222,17 +222,22 @@ def _read_names(data: bytes, pos: int) -> tuple[tuple[str, ...], int]:
 
 
 def _encode_key_id(provider: int, key_id: str) -> bytes:
-    if provider == PROVIDER_LOCAL:
-        return bytes.fromhex(key_id)
-    return key_id.encode("utf-8")
+    if provider == PROVIDER_AWS_KMS:
+        return key_id.encode("utf-8")
+    return bytes.fromhex(key_id)
 
 
 def _decode_key_id(provider: int, raw: bytes) -> str:
+    """A key reference as a keyring names it: local ids and references of providers this
+    version does not know as hex (so any bytes round-trip and such entries are skipped, not
+    refused), KMS key ARNs as text."""
     if provider == PROVIDER_LOCAL:
         if len(raw) != 4:
             raise ValueError("bad local key id")
         return raw.hex()
-    return raw.decode("utf-8")
+    if provider == PROVIDER_AWS_KMS:
+        return raw.decode("utf-8")
+    return raw.hex()
 
 
 @functools.lru_cache(maxsize=64)

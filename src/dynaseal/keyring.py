@@ -57,6 +57,8 @@ class DataKey:
     ) -> None:
         if len(plaintext) != 32:
             raise ValueError("data keys are 256-bit")
+        if isinstance(wrapped, WrappedKey):
+            raise TypeError("wrapped: a sequence of WrappedKey, not one WrappedKey")
         if not wrapped:
             raise ValueError("a data key needs at least one wrapped copy")
         self._plaintext = plaintext

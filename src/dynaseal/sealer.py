@@ -76,7 +76,14 @@ def describe_key(schema: Schema, item: Mapping[str, Any]) -> str:
         value = item.get(name)
         if isinstance(value, Binary):
             value = codec.as_bytes(value)
-        text = f"<{len(value)} bytes>" if isinstance(value, bytes | bytearray) else repr(value)
+        if isinstance(value, bytes | bytearray):
+            text = f"<{len(value)} bytes>"
+        elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+            text = "<a large number>"  # repr of a huge int raises (sys.set_int_max_str_digits)
+        elif value is None or isinstance(value, str | int | Decimal):
+            text = repr(value)
+        else:  # keys are strings, numbers or binary: anything else is shown by its type only
+            text = f"<{type(value).__name__}>"
         if len(text) > 80:
             text = text[:77] + "..."
         parts.append(f"{name}={text}")
@@ -219,6 +226,31 @@ class ItemSealer:
             n = len(encoded)
             signed_chunks.append((_LENGTHS[n] if n < 0x80 else varint(n)) + encoded)
 
+        # every value is checked and encoded before a data key exists: a refused item costs no
+        # key (a KMS call, one use of a cached key) and leaves none in a traceback
+        payloads: list[bytes] = []
+        types: bytearray | None = None  # None while every encrypted value is a str
+        for name, _, _, _, i in plan.encrypting:
+            value = item[name]
+            raw = None
+            if type(value) is str:
+                try:
+                    raw = value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raw = None  # encode_payload raises, outside this handler
+            if raw is None:
+                tag, raw = codec.encode_payload(value, name)
+                if types is None:
+                    types = bytearray(_S_BYTE * i)
+                types.append(tag)
+            elif types is not None:
+                types.append(T_S)
+            payloads.append(raw)
+            size += len(raw)
+        size += TAG_BYTES * len(payloads)
+        if size > codec.MAX_ITEM_BYTES:
+            raise self._too_big(size)
+
         data_key = self.keyring.new_data_key(self._context)
         dk = data_key.plaintext
         if data_key.single_use:
@@ -234,31 +266,21 @@ class ItemSealer:
         encrypt = AESGCM(kdf.finalize()).encrypt
         aad_prefix = _AAD_LABEL + self._table_lp + key_bytes
         chunks = [_SIG_LABEL, self._table_lp, key_bytes, b""]  # [3]: lp(header), set below
-        types: bytearray | None = None  # None while every encrypted value is a str
-        for name, nonce, suffix, suffix_s, i in plan.encrypting:
-            value = item[name]
-            raw = None
-            if type(value) is str:
-                try:
-                    raw = value.encode("utf-8")
-                except UnicodeEncodeError:
-                    raw = None  # encode_payload raises, outside this handler
-            if raw is not None:
+        if types is None:
+            for (name, nonce, _, suffix_s, _), raw in zip(plan.encrypting, payloads,
+                                                          strict=True):
                 ct = encrypt(nonce, raw, aad_prefix + suffix_s)
-                if types is not None:
-                    types.append(T_S)
-            else:
-                tag, raw = codec.encode_payload(value, name)
-                if types is None:
-                    types = bytearray(_S_BYTE * i)
-                types.append(tag)
+                out[name] = ct
+                chunks.append(ct[-TAG_BYTES:])
+            names = plan.names_all_str
+        else:
+            for (name, nonce, suffix, _, _), raw, tag in zip(plan.encrypting, payloads, types,
+                                                             strict=True):
                 ct = encrypt(nonce, raw, aad_prefix + suffix + _TYPE_BYTES[tag])
-            out[name] = ct
-            size += len(ct)
-            chunks.append(ct[-TAG_BYTES:])
+                out[name] = ct
+                chunks.append(ct[-TAG_BYTES:])
+            names = plan.encrypted_names + types + plan.signed_names
         wrapped = data_key.wrapped
-        names = (plan.names_all_str if types is None
-                 else plan.encrypted_names + types + plan.signed_names)
         if len(wrapped) == 1 and not salt:
             w = wrapped[0]
             n = len(w.ciphertext)
@@ -273,11 +295,15 @@ class ItemSealer:
         out[HEADER_ATTRIBUTE] = header + mac.finalize()
         size += n
         if size > codec.MAX_ITEM_BYTES:
-            raise InvalidItemError(
-                f"table {self.table_name!r}: sealed item is {size} bytes, over DynamoDB's "
-                f"{codec.MAX_ITEM_BYTES}-byte limit"
-            )
+            del data_key, dk, mac, kdf, encrypt  # no key material left in the traceback
+            raise self._too_big(size)
         return out
+
+    def _too_big(self, size: int) -> InvalidItemError:
+        return InvalidItemError(
+            f"table {self.table_name!r}: sealed item is {size} bytes, over DynamoDB's "
+            f"{codec.MAX_ITEM_BYTES}-byte limit"
+        )
 
     def _plan(self, item: Mapping[str, Any]) -> _Plan:
         """Classify an item's attribute names once per shape (names in order)."""
@@ -343,8 +369,16 @@ class ItemSealer:
         return IntegrityError(self.table_name, describe_key(self.schema, stored), reason)
 
     def open(self, stored: Mapping[str, Any]) -> dict[str, Any]:
-        """Verify and decrypt a stored item; raise IntegrityError on any tampering."""
+        """Verify and decrypt a stored item; raise IntegrityError on any tampering.
+
+        Everything that needs no key is checked first. Once the data key is unwrapped, a failure
+        drops the key, the derived keys and any value already decrypted before raising, so that
+        an error reporter recording the locals of each frame finds none of them.
+        """
         fail = self._fail
+        if type(stored) is not dict and not isinstance(stored, Mapping):
+            raise IntegrityError(self.table_name, "<not a mapping>",
+                                 "a stored item must be a dict")
         raw = stored.get(HEADER_ATTRIBUTE)
         if type(raw) is not bytes:
             if raw is None:
@@ -367,8 +401,11 @@ class ItemSealer:
         if key_bytes is None:
             missing = any(name not in stored for name in self.schema.key_names)
             raise fail(stored, "key attribute missing" if missing else "malformed key attribute")
-        plan = self._open_plans.get((version, encrypted, signed))
+        plan_key = (version, encrypted, signed)
+        plan = self._open_plans.get(plan_key)
+        new_plan = plan is None
         if plan is None:
+            # not cached until the item authenticates: forged shapes must not fill the cache
             plan = self._open_plan(version, encrypted, signed)
             if plan is None:
                 raise fail(stored, "attribute set differs from the sealed one")
@@ -379,32 +416,19 @@ class ItemSealer:
             if len(stored) - extra != plan.size or not stored.keys() >= plan.name_set:
                 raise fail(stored, "attribute set differs from the sealed one")
 
-        try:
-            data_key = self.keyring.decrypt_data_key(wrapped, self._context)
-        except UnwrapError:
-            raise fail(stored, "data key failed to authenticate") from None
-        if data_key is None:
-            raise KeyNotFoundError(self.table_name, describe_key(self.schema, stored),
-                                   tuple(w.key_id for w in wrapped))
-        if version == 1:
-            return self._open_v1(stored, raw, key_bytes, plan, data_key, salt)
-
-        # format 2, inlined by hand like seal
-        chunks = [_SIG_LABEL, self._table_lp, key_bytes, b""]
-        n = len(body)
-        chunks[3] = (_LENGTHS[n] if n < 0x80 else varint(n)) + body
+        shortest = TAG_BYTES + (version == 1)  # a format 1 plaintext holds its type byte
         ciphertexts: list[bytes] = []
         for name in encrypted:
             value = stored[name]
             if type(value) is not bytes:
                 if not isinstance(value, bytearray | Binary):
-                    raise fail(stored)
+                    raise fail(stored, "an encrypted value is not binary")
                 value = codec.as_bytes(value)
-            if len(value) < TAG_BYTES:
-                raise fail(stored)
+            if len(value) < shortest:
+                raise fail(stored, "an encrypted value is too short")
             ciphertexts.append(value)
-            chunks.append(value[-TAG_BYTES:])
         result: dict[str, Any] = {}
+        signed_chunks: list[bytes] = []
         for name, keep in plan.signed:
             value = stored[name]
             if type(value) is str:
@@ -413,33 +437,58 @@ class ItemSealer:
                 except UnicodeEncodeError:
                     encoded = None  # raised below, outside the handler
             else:
-                value = codec.to_python(value)
                 try:
+                    value = codec.to_python(value)
                     encoded = codec.encode_value(value, name)
                 except InvalidItemError:
                     encoded = None  # raised below, outside the handler
             if encoded is None:
-                raise fail(stored)
+                raise fail(stored, "a signed value is not a DynamoDB value")
             n = len(encoded)
-            chunks.append((_LENGTHS[n] if n < 0x80 else varint(n)) + encoded)
+            signed_chunks.append((_LENGTHS[n] if n < 0x80 else varint(n)) + encoded)
             if keep:
                 result[name] = value
-        if salt:
-            mac = crypto_hmac.HMAC(data_key, _SHA256)
-            kdf = mac.copy()
-            kdf.update(_ENC_INFO + salt + b"\x01")
-        else:
-            mac = crypto_hmac.HMAC(data_key, _SHA256)
-            kdf = mac.copy()
-            kdf.update(_ENC_INFO_1)
-        mac.update(b"".join(chunks))
-        if not hmac.compare_digest(mac.finalize(), raw[sig_at:]):
-            raise fail(stored, "item signature does not match")
-
         for name in self.schema.key_names:
             value = stored[name]
             result[name] = value if type(value) is str else codec.to_python(value)
+        if len(stored) > plan.size:
+            try:
+                self._add_plain(stored, result)
+            except InvalidItemError:
+                raise fail(stored, "a plain value is not a DynamoDB value") from None
+
+        try:
+            data_key = self.keyring.decrypt_data_key(wrapped, self._context)
+        except UnwrapError:
+            raise fail(stored, "data key failed to authenticate") from None
+        if data_key is None:
+            raise KeyNotFoundError(self.table_name, describe_key(self.schema, stored),
+                                   tuple(w.key_id for w in wrapped))
+        if version == 1:
+            problem = self._open_v1(result, raw, key_bytes, plan, data_key, salt, ciphertexts,
+                                    signed_chunks)
+            del data_key
+            if problem is not None:
+                raise fail(stored, problem)
+            if new_plan and len(self._open_plans) < 256:
+                self._open_plans[plan_key] = plan
+            return result
+
+        # format 2, inlined by hand like seal
+        chunks = [_SIG_LABEL, self._table_lp, key_bytes, b""]
+        n = len(body)
+        chunks[3] = (_LENGTHS[n] if n < 0x80 else varint(n)) + body
+        chunks += [ct[-TAG_BYTES:] for ct in ciphertexts]
+        chunks += signed_chunks
+        mac = crypto_hmac.HMAC(data_key, _SHA256)
+        kdf = mac.copy()
+        kdf.update(_ENC_INFO + salt + b"\x01" if salt else _ENC_INFO_1)
+        mac.update(b"".join(chunks))
+        if not hmac.compare_digest(mac.finalize(), raw[sig_at:]):
+            del data_key, kdf
+            raise fail(stored, "item signature does not match")
         decrypt = AESGCM(kdf.finalize()).decrypt
+        del data_key, kdf
         aad_prefix = _AAD_LABEL + self._table_lp + key_bytes
         problem = None
         try:
@@ -457,38 +506,22 @@ class ItemSealer:
             # raised below, outside the handler: a decode error holds the plaintext
             problem = "encrypted value is malformed"
         if problem is not None:
+            result.clear()
+            del decrypt
             raise fail(stored, problem)
-        if len(stored) > plan.size:
-            self._add_plain(stored, result)
+        if new_plan and len(self._open_plans) < 256:
+            self._open_plans[plan_key] = plan
         return result
 
-    def _open_v1(self, stored: Mapping[str, Any], raw: bytes, key_bytes: bytes,
-                 plan: _OpenPlan, data_key: bytes, salt: bytes) -> dict[str, Any]:
-        """Verify and decrypt a format 1 item (dynaseal 0.1), after the shared checks."""
-        fail = self._fail
+    def _open_v1(self, result: dict[str, Any], raw: bytes, key_bytes: bytes, plan: _OpenPlan,
+                 data_key: bytes, salt: bytes, ciphertexts: list[bytes],
+                 signed_chunks: list[bytes]) -> str | None:
+        """Verify and decrypt a format 1 item (dynaseal 0.1) into ``result``.
+
+        Returns why it failed instead of raising, with ``result`` emptied: this frame, holding
+        the item keys, is gone before the caller raises.
+        """
         sig_at = len(raw) - SIG_BYTES
-        ciphertexts: list[bytes] = []
-        for name, _, _ in plan.decrypting:
-            value = stored[name]
-            if not isinstance(value, bytes | bytearray | Binary):
-                raise fail(stored)
-            value = codec.as_bytes(value)
-            if len(value) <= TAG_BYTES:  # a format 1 plaintext holds at least its type byte
-                raise fail(stored)
-            ciphertexts.append(value)
-        result: dict[str, Any] = {}
-        signed_chunks: list[bytes] = []
-        for name, keep in plan.signed:
-            value = codec.to_python(stored[name])
-            try:
-                encoded = codec.encode_value(value, name)
-            except InvalidItemError:
-                encoded = None
-            if encoded is None:
-                raise fail(stored)
-            signed_chunks.append(lp(encoded))
-            if keep:
-                result[name] = value
         okm = HKDF(_SHA256, 64, salt=salt or None, info=_V1_KDF_INFO).derive(data_key)
         mac = crypto_hmac.HMAC(okm[32:], _SHA256)
         chunks = [_V1_SIG_LABEL, self._table_lp, key_bytes, lp(raw[:sig_at])]
@@ -497,10 +530,7 @@ class ItemSealer:
                        else (prefix, signed_chunks[i]))
         mac.update(b"".join(chunks))
         if not hmac.compare_digest(mac.finalize(), raw[sig_at:]):
-            raise fail(stored, "item signature does not match")
-
-        for name in self.schema.key_names:
-            result[name] = codec.to_python(stored[name])
+            return "item signature does not match"
         decrypt = AESGCM(okm[:32]).decrypt
         aad_prefix = _V1_AAD_LABEL + self._table_lp + key_bytes
         problem = None
@@ -510,13 +540,10 @@ class ItemSealer:
         except InvalidTag:
             problem = "item failed authentication"
         except (ValueError, ArithmeticError):
-            # raised below, outside the handler: a decode error holds the plaintext
             problem = "encrypted value is malformed"
         if problem is not None:
-            raise fail(stored, problem)
-        if len(stored) > plan.size:
-            self._add_plain(stored, result)
-        return result
+            result.clear()
+        return problem
 
     def _add_plain(self, stored: Mapping[str, Any], result: dict[str, Any]) -> None:
         """Attributes the schema calls plain, stored beside the sealed ones."""
@@ -544,11 +571,9 @@ class ItemSealer:
             size=len(names) + len(key_names) + 1,
             signed=tuple((n, n not in self._index_attrs) for n in signed),
             decrypting=tuple(zip(encrypted, _nonces(len(encrypted)),
-                                 (NAMES.lp(n) for n in encrypted), strict=False)),
+                                 (lp(n.encode("utf-8")) for n in encrypted), strict=True)),
             sig_order=sig_order,
         )
-        if len(self._open_plans) < 256:
-            self._open_plans[(version, encrypted, signed)] = plan
         return plan
 
 
