@@ -10,8 +10,8 @@ from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dynaseal import IntegrityError, ItemSealer, LocalKeyring, Schema
-from dynaseal.codec import decode_value, encode_value
+from dynaseal import IntegrityError, InvalidItemError, ItemSealer, LocalKeyring, Schema
+from dynaseal.codec import decode_value, encode_value, to_python
 from support import as_stored, canon
 
 SETTINGS = settings(max_examples=150, deadline=None,
@@ -185,3 +185,53 @@ def test_flipping_any_bit_of_any_stored_binary_value_fails(sealer, item, data):
     with pytest.raises(IntegrityError) as info:
         sealer.open(tampered)
     assert "'prop-table'" in str(info.value)
+
+
+odd_values = st.one_of(
+    values, st.binary(max_size=80).map(Binary), st.binary(max_size=80).map(bytearray),
+    st.floats(allow_nan=True), st.lists(st.integers(), max_size=3).map(tuple),
+    st.sets(st.one_of(st.text(max_size=3), st.binary(max_size=3).map(Binary)), max_size=3),
+)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two values are the same DynamoDB value (what the signature covers)."""
+    try:
+        return encode_value(to_python(a)) == encode_value(to_python(b))
+    except InvalidItemError:
+        return False
+
+
+@SETTINGS
+@given(item=items(), data=st.data())
+def test_any_change_to_a_stored_item_raises_integrity_error_only(sealer, item, data):
+    """Replace, remove, add or resize any attribute: open refuses it with IntegrityError and
+    nothing else, unless only plain attributes changed."""
+    stored = sealer.seal(item)
+    names = sorted(stored)
+    change = data.draw(st.sampled_from(["replace", "remove", "add", "cut", "extend"]))
+    tampered = dict(stored)
+    name = data.draw(st.sampled_from(names), label="attribute")
+    if change == "replace":
+        tampered[name] = data.draw(odd_values, label="value")
+    elif change == "remove":
+        del tampered[name]
+    elif change == "add":
+        name = data.draw(st.text(min_size=1, max_size=8).filter(lambda n: n not in stored))
+        tampered[name] = data.draw(odd_values, label="value")
+    else:
+        binary = [n for n in names if type(stored[n]) is bytes and n not in PLAIN]
+        name = data.draw(st.sampled_from(binary), label="binary attribute")
+        size = data.draw(st.integers(1, 40), label="bytes")
+        tampered[name] = (stored[name][:-size] if change == "cut"
+                          else stored[name] + bytes(size))
+    sealed_names = set(stored) - set(PLAIN)
+    unchanged = sealed_names == set(tampered) - set(PLAIN) and all(
+        _same(tampered[n], stored[n]) for n in sealed_names)
+    try:
+        sealer.open(tampered)
+    except IntegrityError as e:
+        assert "'prop-table'" in str(e)
+        assert not unchanged or name in PLAIN
+    else:
+        assert unchanged, f"{change} {name!r} was accepted"
