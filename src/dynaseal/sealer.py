@@ -230,7 +230,7 @@ class ItemSealer:
         # key (a KMS call, one use of a cached key) and leaves none in a traceback
         payloads: list[bytes] = []
         types: bytearray | None = None  # None while every encrypted value is a str
-        for name, _, _, _, i in plan.encrypting:
+        for name in plan.encrypted:
             value = item[name]
             raw = None
             if type(value) is str:
@@ -241,7 +241,7 @@ class ItemSealer:
             if raw is None:
                 tag, raw = codec.encode_payload(value, name)
                 if types is None:
-                    types = bytearray(_S_BYTE * i)
+                    types = bytearray(_S_BYTE * len(payloads))
                 types.append(tag)
             elif types is not None:
                 types.append(T_S)
@@ -267,15 +267,14 @@ class ItemSealer:
         aad_prefix = _AAD_LABEL + self._table_lp + key_bytes
         chunks = [_SIG_LABEL, self._table_lp, key_bytes, b""]  # [3]: lp(header), set below
         if types is None:
-            for (name, nonce, _, suffix_s, _), raw in zip(plan.encrypting, payloads,
-                                                          strict=True):
+            for (name, nonce, suffix_s), raw in zip(plan.encrypting_str, payloads, strict=True):
                 ct = encrypt(nonce, raw, aad_prefix + suffix_s)
                 out[name] = ct
                 chunks.append(ct[-TAG_BYTES:])
             names = plan.names_all_str
         else:
-            for (name, nonce, suffix, _, _), raw, tag in zip(plan.encrypting, payloads, types,
-                                                             strict=True):
+            for (name, nonce, suffix), raw, tag in zip(plan.encrypting, payloads, types,
+                                                       strict=True):
                 ct = encrypt(nonce, raw, aad_prefix + suffix + _TYPE_BYTES[tag])
                 out[name] = ct
                 chunks.append(ct[-TAG_BYTES:])
@@ -343,9 +342,11 @@ class ItemSealer:
         signed_names = name_list(tuple(n for n, _ in signed))
         plan = _Plan(
             keys=keys, plain=tuple(plain), signed=tuple(signed), encrypted=tuple(encrypted),
-            encrypting=tuple((n, nonce, NAMES.lp(n), NAMES.lp(n) + _S_BYTE, i)
-                             for i, (n, nonce) in enumerate(zip(encrypted, _nonces(len(encrypted)),
-                                                                strict=True))),
+            encrypting=tuple((n, nonce, NAMES.lp(n))
+                             for n, nonce in zip(encrypted, _nonces(len(encrypted)), strict=True)),
+            encrypting_str=tuple((n, nonce, NAMES.lp(n) + _S_BYTE)
+                                 for n, nonce in zip(encrypted, _nonces(len(encrypted)),
+                                                     strict=True)),
             encrypted_names=encrypted_names,
             signed_names=signed_names,
             names_all_str=encrypted_names + _S_BYTE * len(encrypted) + signed_names,
@@ -585,9 +586,10 @@ class _Plan:
     plain: tuple[str, ...]
     signed: tuple[tuple[str, tuple[str, Any] | None], ...]
     encrypted: tuple[str, ...]
-    encrypting: tuple[tuple[str, bytes, bytes, bytes, int], ...]
-    """Per encrypted attribute, sorted: name, GCM nonce, associated-data suffix, that suffix
-    with the type tag of a str appended, and the position."""
+    encrypting: tuple[tuple[str, bytes, bytes], ...]
+    """Per encrypted attribute, sorted: name, GCM nonce, associated-data suffix."""
+    encrypting_str: tuple[tuple[str, bytes, bytes], ...]
+    """The same with the suffix ending in the type tag of a str (the common case)."""
     encrypted_names: bytes
     signed_names: bytes
     names_all_str: bytes
