@@ -881,15 +881,19 @@ def test_a_stored_item_that_is_not_a_mapping_is_refused(sealer, stored):
         sealer.open(stored)
 
 
-def test_a_wrapped_key_of_an_unknown_provider_is_skipped(keyring):
-    # a later version's provider, with a key reference that is not UTF-8
-    other = dynaseal.WrappedKey(7, "ff00", b"opaque to this version")
+@pytest.mark.parametrize("reference", [b"\xff\x00 not utf-8", "custom-key/1 é".encode()],
+                         ids=["not-utf8", "text"])
+def test_a_wrapped_key_of_another_provider_round_trips_and_is_skipped(keyring, reference):
+    # a later version's provider (reference not UTF-8), or a custom keyring's (text id)
+    other = dynaseal.WrappedKey(7, reference.decode("utf-8", "surrogateescape"), b"opaque")
     ring = CountingKeyring(keyring, extra=other)
     sealer = ItemSealer(TABLE, SCHEMA, ring)
     stored = sealer.seal(ITEM)
-    header = Header.decode(stored["_ds"][:-SIG_BYTES])[0]
+    raw = stored["_ds"]
+    assert raw[3:5 + len(reference)] == bytes((7, len(reference))) + reference
+    header = Header.decode(raw[:-SIG_BYTES])[0]
     assert header.wrapped[0] == other
-    assert header.encode() == stored["_ds"][:-SIG_BYTES]
+    assert header.encode() == raw[:-SIG_BYTES]
     assert sealer.open(stored) == ITEM
 
 

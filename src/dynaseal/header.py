@@ -10,7 +10,7 @@ import functools
 from dataclasses import dataclass
 
 from .codec import T_BS, T_S, read_varint, varint
-from .keyring import PROVIDER_AWS_KMS, PROVIDER_LOCAL, WrappedKey
+from .keyring import PROVIDER_LOCAL, WrappedKey
 
 __all__ = [
     "FORMAT_VERSION",
@@ -34,10 +34,13 @@ SALT_BYTES = 16
 SIG_BYTES = 32
 
 
+_LENGTHS = tuple(bytes((n,)) for n in range(0x80))
+
+
 def lp(data: bytes) -> bytes:
     """``varint(len(data)) || data``."""
     n = len(data)
-    return (bytes((n,)) if n < 0x80 else varint(n)) + data
+    return (_LENGTHS[n] if n < 0x80 else varint(n)) + data
 
 
 def read_lp(data: bytes, pos: int) -> tuple[bytes, int]:
@@ -156,15 +159,20 @@ def parse(data: bytes) -> Parsed:
 def header_bytes(version: int, salt: bytes, wrapped: tuple[WrappedKey, ...],
                  names: bytes) -> bytes:
     """The header without its signature: the one function that lays it out."""
-    if len(wrapped) == 1:
+    if len(wrapped) == 1 and not salt:  # the common case: one start per key, cached
         w = wrapped[0]
-        return b"".join((bytes((version, len(salt))), salt, b"\x01",
-                         key_reference(w.provider, w.key_id), lp(w.ciphertext), names))
+        return _start(version, w.provider, w.key_id) + lp(w.ciphertext) + names
     parts = [bytes((version, len(salt))), salt, bytes((len(wrapped),))]
     for w in wrapped:
         parts += [key_reference(w.provider, w.key_id), lp(w.ciphertext)]
     parts.append(names)
     return b"".join(parts)
+
+
+@functools.lru_cache(maxsize=64)
+def _start(version: int, provider: int, key_id: str) -> bytes:
+    """A header up to its wrapped key's length: no salt, one wrapped key."""
+    return bytes((version, 0, 1)) + key_reference(provider, key_id)
 
 
 def names_part(encrypted: tuple[str, ...], signed: tuple[str, ...],
@@ -222,22 +230,23 @@ def _read_names(data: bytes, pos: int) -> tuple[tuple[str, ...], int]:
 
 
 def _encode_key_id(provider: int, key_id: str) -> bytes:
-    if provider == PROVIDER_AWS_KMS:
-        return key_id.encode("utf-8")
-    return bytes.fromhex(key_id)
+    if provider == PROVIDER_LOCAL:
+        return bytes.fromhex(key_id)
+    return key_id.encode("utf-8", "surrogateescape")
 
 
 def _decode_key_id(provider: int, raw: bytes) -> str:
-    """A key reference as a keyring names it: local ids and references of providers this
-    version does not know as hex (so any bytes round-trip and such entries are skipped, not
-    refused), KMS key ARNs as text."""
+    """A key reference as a keyring names it: a local id as 8 hex digits, any other as text.
+
+    Bytes that are not UTF-8 (a reference of a provider this version does not know) decode
+    with ``surrogateescape``: they round-trip, no keyring here matches them, and the entry is
+    skipped rather than the header refused.
+    """
     if provider == PROVIDER_LOCAL:
         if len(raw) != 4:
             raise ValueError("bad local key id")
         return raw.hex()
-    if provider == PROVIDER_AWS_KMS:
-        return raw.decode("utf-8")
-    return raw.hex()
+    return raw.decode("utf-8", "surrogateescape")
 
 
 @functools.lru_cache(maxsize=64)

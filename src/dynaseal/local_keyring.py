@@ -36,7 +36,6 @@ from .keyring import PROVIDER_LOCAL, DataKey, Keyring, UnwrapError, WrappedKey
 __all__ = ["KeyInfo", "LocalKeyring"]
 
 log = logging.getLogger("dynaseal")
-_urandom = os.urandom
 _WRAPPED_BYTES = 12 + 32 + 16
 """A locally wrapped data key: nonce, encrypted key, GCM tag."""
 
@@ -261,7 +260,7 @@ class LocalKeyring(Keyring):
 
     def new_data_key(self, context: Mapping[str, str]) -> DataKey:
         key = self._keys[self._primary]
-        fresh = _urandom(44)  # one call: the data key and the wrap nonce
+        fresh = os.urandom(44)  # one call: the data key and the wrap nonce
         nonce = fresh[32:]
         plaintext = fresh[:32]
         aad = _context_bytes(key.key_id, context)
@@ -272,17 +271,6 @@ class LocalKeyring(Keyring):
     def decrypt_data_key(
         self, wrapped: Sequence[WrappedKey], context: Mapping[str, str]
     ) -> bytes | None:
-        if len(wrapped) == 1:  # the common case, inline
-            w = wrapped[0]
-            key = self._keys.get(w.key_id) if w.provider == PROVIDER_LOCAL else None
-            if key is not None:
-                ct = w.ciphertext
-                if len(ct) != _WRAPPED_BYTES:
-                    raise UnwrapError
-                try:
-                    return key.aead.decrypt(ct[:12], ct[12:], _context_bytes(w.key_id, context))
-                except InvalidTag:
-                    raise UnwrapError from None
         found = self._unwrap(wrapped, context)
         if found is None and self._reload_for(wrapped):
             found = self._unwrap(wrapped, context)

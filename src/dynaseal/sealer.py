@@ -12,7 +12,6 @@ The byte layout of both is in docs/FORMAT.md.
 
 from __future__ import annotations
 
-import functools
 import hmac
 import secrets
 from collections.abc import Mapping
@@ -31,13 +30,13 @@ from . import codec
 from .codec import varint
 from .errors import IntegrityError, InvalidItemError, KeyNotFoundError
 from .header import (
+    _LENGTHS,
     FORMAT_VERSION,
     NAMES,
     SALT_BYTES,
     SIG_BYTES,
     Header,
     header_bytes,
-    key_reference,
     lp,
     name_list,
     parse,
@@ -63,7 +62,6 @@ _SHA256 = hashes.SHA256()
 _NONCES = tuple(i.to_bytes(12, "big") for i in range(256))
 _TYPE_BYTES = tuple(bytes((t,)) for t in range(256))
 _MISSING: Any = object()
-_LENGTHS = tuple(bytes((n,)) for n in range(0x80))
 _ENC_INFO_1 = _ENC_INFO + b"\x01"
 T_S = codec.T_S
 _S_BYTE = _TYPE_BYTES[T_S]
@@ -223,8 +221,7 @@ class ItemSealer:
             else:
                 out[name] = codec.storable(value, name)
                 size += codec.value_size(value)
-            n = len(encoded)
-            signed_chunks.append((_LENGTHS[n] if n < 0x80 else varint(n)) + encoded)
+            signed_chunks.append(lp(encoded))
 
         # every value is checked and encoded before a data key exists: a refused item costs no
         # key (a KMS call, one use of a cached key) and leaves none in a traceback
@@ -252,18 +249,9 @@ class ItemSealer:
             raise self._too_big(size)
 
         data_key = self.keyring.new_data_key(self._context)
-        dk = data_key.plaintext
-        if data_key.single_use:
-            salt = b""
-            mac = crypto_hmac.HMAC(dk, _SHA256)
-            kdf = mac.copy()
-            kdf.update(_ENC_INFO_1)
-        else:
-            salt = secrets.token_bytes(SALT_BYTES)
-            mac = crypto_hmac.HMAC(dk, _SHA256)
-            kdf = mac.copy()
-            kdf.update(_ENC_INFO + salt + b"\x01")
-        encrypt = AESGCM(kdf.finalize()).encrypt
+        salt = b"" if data_key.single_use else secrets.token_bytes(SALT_BYTES)
+        mac, enc_key = _item_keys(data_key.plaintext, salt)
+        encrypt = AESGCM(enc_key).encrypt
         aad_prefix = _AAD_LABEL + self._table_lp + key_bytes
         chunks = [_SIG_LABEL, self._table_lp, key_bytes, b""]  # [3]: lp(header), set below
         if types is None:
@@ -279,22 +267,14 @@ class ItemSealer:
                 out[name] = ct
                 chunks.append(ct[-TAG_BYTES:])
             names = plan.encrypted_names + types + plan.signed_names
-        wrapped = data_key.wrapped
-        if len(wrapped) == 1 and not salt:
-            w = wrapped[0]
-            n = len(w.ciphertext)
-            header = b"".join((_header_start(w.provider, w.key_id),
-                               _LENGTHS[n] if n < 0x80 else varint(n), w.ciphertext, names))
-        else:
-            header = header_bytes(FORMAT_VERSION, salt, wrapped, names)
-        n = len(header)
-        chunks[3] = (_LENGTHS[n] if n < 0x80 else varint(n)) + header
+        header = header_bytes(FORMAT_VERSION, salt, data_key.wrapped, names)
+        chunks[3] = lp(header)
         chunks += signed_chunks
         mac.update(b"".join(chunks))
         out[HEADER_ATTRIBUTE] = header + mac.finalize()
-        size += n
+        size += len(header)
         if size > codec.MAX_ITEM_BYTES:
-            del data_key, dk, mac, kdf, encrypt  # no key material left in the traceback
+            del data_key, mac, enc_key, encrypt  # no key material left in the traceback
             raise self._too_big(size)
         return out
 
@@ -445,8 +425,7 @@ class ItemSealer:
                     encoded = None  # raised below, outside the handler
             if encoded is None:
                 raise fail(stored, "a signed value is not a DynamoDB value")
-            n = len(encoded)
-            signed_chunks.append((_LENGTHS[n] if n < 0x80 else varint(n)) + encoded)
+            signed_chunks.append(lp(encoded))
             if keep:
                 result[name] = value
         for name in self.schema.key_names:
@@ -476,20 +455,16 @@ class ItemSealer:
             return result
 
         # format 2, inlined by hand like seal
-        chunks = [_SIG_LABEL, self._table_lp, key_bytes, b""]
-        n = len(body)
-        chunks[3] = (_LENGTHS[n] if n < 0x80 else varint(n)) + body
+        chunks = [_SIG_LABEL, self._table_lp, key_bytes, lp(body)]
         chunks += [ct[-TAG_BYTES:] for ct in ciphertexts]
         chunks += signed_chunks
-        mac = crypto_hmac.HMAC(data_key, _SHA256)
-        kdf = mac.copy()
-        kdf.update(_ENC_INFO + salt + b"\x01" if salt else _ENC_INFO_1)
+        mac, enc_key = _item_keys(data_key, salt)
         mac.update(b"".join(chunks))
         if not hmac.compare_digest(mac.finalize(), raw[sig_at:]):
-            del data_key, kdf
+            del data_key, enc_key
             raise fail(stored, "item signature does not match")
-        decrypt = AESGCM(kdf.finalize()).decrypt
-        del data_key, kdf
+        decrypt = AESGCM(enc_key).decrypt
+        del data_key, enc_key
         aad_prefix = _AAD_LABEL + self._table_lp + key_bytes
         problem = None
         try:
@@ -613,10 +588,15 @@ class _OpenPlan:
     """Format 1 only: the signature's walk over encrypted and signed names, merged."""
 
 
-@functools.lru_cache(maxsize=64)
-def _header_start(provider: int, key_id: str) -> bytes:
-    """Format 2 header up to the wrapped key's length: no salt, one wrapped key."""
-    return bytes((FORMAT_VERSION, 0, 1)) + key_reference(provider, key_id)
+def _item_keys(data_key: bytes, salt: bytes) -> tuple[crypto_hmac.HMAC, bytes]:
+    """Format 2's key schedule: the signature's HMAC, keyed with the data key, and the item's
+    AES key, ``HMAC-SHA256(data_key, "dynaseal/v2/item-enc" || salt || 0x01)``: HKDF-Expand
+    (RFC 5869) of one block, sharing the one HMAC key setup. The two inputs start with different
+    labels, so no signature input is ever a key-derivation input."""
+    mac = crypto_hmac.HMAC(data_key, _SHA256)
+    kdf = mac.copy()
+    kdf.update(_ENC_INFO + salt + b"\x01" if salt else _ENC_INFO_1)
+    return mac, kdf.finalize()
 
 
 def _nonces(n: int) -> tuple[bytes, ...]:
