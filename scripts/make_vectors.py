@@ -24,7 +24,7 @@ from boto3.dynamodb.types import TypeSerializer
 
 from dynaseal import FORMAT_VERSION, BlindIndex, ItemSealer, LocalKeyring, Schema
 from dynaseal.header import SIG_BYTES, Header
-from dynaseal.keyring import DataKey, Keyring, WrappedKey
+from dynaseal.keyrings.interface import DataKey, Keyring, WrappedKey
 
 HERE = Path(__file__).resolve().parent.parent / "tests" / "vectors"
 

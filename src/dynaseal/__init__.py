@@ -10,8 +10,8 @@ from .errors import (
     KeyNotFoundError,
     UniqueConstraintError,
 )
-from .keyring import DataKey, Keyring, WrappedKey
-from .local_keyring import KeyInfo, LocalKeyring
+from .keyrings.interface import DataKey, Keyring, WrappedKey
+from .keyrings.local import KeyInfo, LocalKeyring
 from .schema import HEADER_ATTRIBUTE, Schema
 from .sealer import FORMAT_VERSION, ItemSealer
 from .table import SealedBatchWriter, SealedTable

@@ -1,90 +1,114 @@
-"""The ``dynaseal`` operations command: keys, tables.
+"""The ``dynaseal`` command group: keys and tables (and, as they land, the operations jobs).
 
-Output never includes key material or item values; errors are one line on stderr, exit code 1.
+One click group serves two entry points: the ``dynaseal`` console script and ``flask dynaseal``
+(the Flask extension registers this same group on ``app.cli``). Output never includes key
+material or item values; a failure is one line on stderr and exit status 1, a usage error 2.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
+import click
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .errors import DynasealError
-from .local_keyring import LocalKeyring
+from .keyrings.local import LocalKeyring
 
-__all__ = ["main"]
-
-
-def _keys_generate(args: argparse.Namespace) -> int:
-    ring = LocalKeyring.generate(args.path)
-    print(f"created {args.path} (mode 0600) with primary key {ring.primary_key_id}")
-    return 0
+__all__ = ["cli", "config_option", "main"]
 
 
-def _keys_rotate(args: argparse.Namespace) -> int:
-    ring = LocalKeyring.load(args.path)
+class DynasealGroup(click.Group):
+    """A click group that turns dynaseal and AWS errors into one line and exit status 1.
+
+    Only the top-level group needs this: it wraps the invocation of every nested command, and
+    the wrapping travels with the group when Flask mounts it under ``flask dynaseal``.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DynasealError as e:
+            click.echo(f"dynaseal: error: {e}", err=True)
+        except (BotoCoreError, ClientError) as e:
+            click.echo(f"dynaseal: error: AWS request failed: {e}", err=True)
+        ctx.exit(1)
+
+
+def config_option(f: Any) -> Any:
+    """``--config PATH``: the dynaseal.toml to use (default: $DYNASEAL_CONFIG, then ./dynaseal.toml)."""
+    return click.option(
+        "--config", "config_path", default=None, metavar="PATH",
+        help="config file (default: $DYNASEAL_CONFIG, then ./dynaseal.toml)",
+    )(f)
+
+
+@click.group(cls=DynasealGroup, name="dynaseal",
+             help="dynaseal operations: keys, tables and jobs over sealed DynamoDB tables.")
+def cli() -> None:
+    pass
+
+
+@cli.group(help="Manage keysets (a local keyset file).")
+def keys() -> None:
+    pass
+
+
+@keys.command("generate", help="Create a new keyset file (mode 0600); never overwrites.")
+@click.argument("path")
+def keys_generate(path: str) -> None:
+    ring = LocalKeyring.generate(path)
+    click.echo(f"created {path} (mode 0600) with primary key {ring.primary_key_id}")
+
+
+@keys.command("rotate", help="Add a new primary key; older keys still decrypt.")
+@click.argument("path")
+def keys_rotate(path: str) -> None:
+    ring = LocalKeyring.load(path)
     old = ring.primary_key_id
     new = ring.rotate()
-    print(f"rotated {args.path}: primary key {old} -> {new}; {old} still decrypts")
-    return 0
+    click.echo(f"rotated {path}: primary key {old} -> {new}; {old} still decrypts")
 
 
-def _keys_list(args: argparse.Namespace) -> int:
-    ring = LocalKeyring.load(args.path)
-    print(f"{'KEY ID':<10} {'CREATED':<22} PRIMARY")
+@keys.command("list", help="Key ids, creation times and the primary (never key material).")
+@click.argument("path")
+def keys_list(path: str) -> None:
+    ring = LocalKeyring.load(path)
+    click.echo(f"{'KEY ID':<10} {'CREATED':<22} PRIMARY")
     for info in ring.list_keys():
-        print(f"{info.key_id:<10} {info.created_at:<22} {'yes' if info.primary else ''}")
-    return 0
+        click.echo(f"{info.key_id:<10} {info.created_at:<22} {'yes' if info.primary else ''}")
 
 
-def _tables_create(args: argparse.Namespace) -> int:
+@cli.group(help="DynamoDB tables described by the config.")
+def tables() -> None:
+    pass
+
+
+@tables.command("create", help="Create the configured tables, blind-index GSIs and claims tables.")
+@config_option
+@click.option("--table", "only", multiple=True, metavar="NAME", help="only this table (repeatable)")
+def tables_create(config_path: str | None, only: tuple[str, ...]) -> None:
     from .config import Config
 
-    config = Config.load(args.config)
-    for line in config.create_tables(only=args.table or None):
-        print(line)
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dynaseal", description="dynaseal operations: keys and tables."
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    keys = sub.add_parser("keys", help="manage a local keyset file")
-    keys_sub = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = keys_sub.add_parser("generate", help="create a new keyset file (mode 0600)")
-    p.add_argument("path")
-    p.set_defaults(func=_keys_generate)
-    p = keys_sub.add_parser("rotate", help="add a new primary key; older keys still decrypt")
-    p.add_argument("path")
-    p.set_defaults(func=_keys_rotate)
-    p = keys_sub.add_parser("list", help="key ids, creation times and the primary (no material)")
-    p.add_argument("path")
-    p.set_defaults(func=_keys_list)
-
-    tables = sub.add_parser("tables", help="DynamoDB tables described by the config")
-    tables_sub = tables.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = tables_sub.add_parser("create", help="create the configured tables and their indexes")
-    p.add_argument("--config", help="config file (default: $DYNASEAL_CONFIG or dynaseal.toml)")
-    p.add_argument("--table", action="append", help="only this table (repeatable)")
-    p.set_defaults(func=_tables_create)
-    return parser
+    config = Config.load(config_path)
+    for line in config.create_tables(only=list(only) or None):
+        click.echo(line)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command group; returns the exit status (usage errors raise SystemExit(2))."""
+    args = list(argv) if argv is not None else sys.argv[1:]
     try:
-        return int(args.func(args))
-    except DynasealError as e:
-        print(f"dynaseal: error: {e}", file=sys.stderr)
+        rv = cli.main(args=args, prog_name="dynaseal", standalone_mode=False)
+    except click.ClickException as e:
+        e.show()
+        raise SystemExit(e.exit_code) from None
+    except click.exceptions.Abort:
+        click.echo("dynaseal: aborted", err=True)
         return 1
-    except (BotoCoreError, ClientError) as e:
-        print(f"dynaseal: error: AWS request failed: {e}", file=sys.stderr)
-        return 1
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

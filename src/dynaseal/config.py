@@ -16,8 +16,8 @@ from typing import Any
 from .blind_index import BlindIndex
 from .connection import check_endpoint, connect
 from .errors import ConfigError, DynasealError
-from .keyring import Keyring
-from .local_keyring import LocalKeyring
+from .keyrings.interface import Keyring
+from .keyrings.local import LocalKeyring
 from .schema import Schema
 from .table import SealedTable
 

@@ -16,7 +16,7 @@ from typing import Any
 from .config import Config
 from .devstack import LocalDynamoDB
 from .errors import DynasealError, IntegrityError, UniqueConstraintError
-from .local_keyring import LocalKeyring
+from .keyrings.local import LocalKeyring
 from .schema import HEADER_ATTRIBUTE
 
 STATE = Path(".dynaseal")

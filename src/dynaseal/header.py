@@ -10,7 +10,7 @@ import functools
 from dataclasses import dataclass
 
 from .codec import T_BS, T_S, read_varint, varint
-from .keyring import PROVIDER_LOCAL, WrappedKey
+from .keyrings.interface import PROVIDER_LOCAL, WrappedKey
 
 __all__ = [
     "FORMAT_VERSION",

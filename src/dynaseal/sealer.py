@@ -41,7 +41,7 @@ from .header import (
     name_list,
     parse,
 )
-from .keyring import Keyring, UnwrapError
+from .keyrings.interface import Keyring, UnwrapError
 from .schema import HEADER_ATTRIBUTE, Schema
 
 __all__ = ["FORMAT_VERSION", "Header", "ItemSealer", "describe_key"]

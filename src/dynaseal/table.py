@@ -17,7 +17,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from .errors import DynasealError, InvalidItemError
-from .keyring import Keyring
+from .keyrings.interface import Keyring
 from .schema import HEADER_ATTRIBUTE, Schema
 from .sealer import ItemSealer, describe_key
 

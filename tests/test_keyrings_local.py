@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from dynaseal import DynasealError, ItemSealer, KeyNotFoundError, LocalKeyring, Schema
-from dynaseal.keyring import PROVIDER_LOCAL, UnwrapError, WrappedKey
+from dynaseal.keyrings.interface import PROVIDER_LOCAL, UnwrapError, WrappedKey
 from support import errors_of, run_concurrently, secret_forms
 
 CONTEXT = {"dynaseal:table": "users"}

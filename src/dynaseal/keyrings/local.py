@@ -30,8 +30,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .errors import DynasealError
-from .keyring import PROVIDER_LOCAL, DataKey, Keyring, UnwrapError, WrappedKey
+from ..errors import DynasealError
+from .interface import PROVIDER_LOCAL, DataKey, Keyring, UnwrapError, WrappedKey
 
 __all__ = ["KeyInfo", "LocalKeyring"]
 
