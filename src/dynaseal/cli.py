@@ -38,7 +38,7 @@ class DynasealGroup(click.Group):
 
 
 def config_option(f: Any) -> Any:
-    """``--config PATH``: the dynaseal.toml to use (default: $DYNASEAL_CONFIG, then ./dynaseal.toml)."""
+    """``--config PATH``, default $DYNASEAL_CONFIG, then ./dynaseal.toml."""
     return click.option(
         "--config", "config_path", default=None, metavar="PATH",
         help="config file (default: $DYNASEAL_CONFIG, then ./dynaseal.toml)",
