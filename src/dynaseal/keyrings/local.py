@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from ..errors import DynasealError
 from .interface import PROVIDER_LOCAL, DataKey, Keyring, UnwrapError, WrappedKey
 
-__all__ = ["KeyInfo", "LocalKeyring"]
+__all__ = ["KeyInfo", "LocalKeyring", "parse_keyset"]
 
 log = logging.getLogger("dynaseal")
 _WRAPPED_BYTES = 12 + 32 + 16
@@ -101,9 +101,10 @@ class LocalKeyring(Keyring):
         index_root: bytes,
         path: Path | None = None,
     ) -> None:
-        self._keys = {k.key_id: k for k in keys}
-        if primary_key_id not in self._keys:
+        if not any(k.key_id == primary_key_id for k in keys):
+            del keys, index_root  # no key material in the locals of a raising frame
             raise DynasealError("keyset: the primary key id names no key in the keyset")
+        self._keys = {k.key_id: k for k in keys}
         self._primary = primary_key_id
         self._index_root = index_root
         self._path = path
@@ -147,49 +148,11 @@ class LocalKeyring(Keyring):
         raw, problem = _read_private(p)
         if raw is None:
             raise DynasealError(problem or f"{p}: cannot read the key file")
-        return cls._from_json(raw, p)
-
-    @classmethod
-    def _from_json(cls, raw: str, path: Path) -> LocalKeyring:
-        def bad(what: str) -> DynasealError:
-            return DynasealError(f"{path}: not a valid dynaseal keyset ({what})")
-
-        try:
-            doc = json.loads(raw)
-        except ValueError:
-            doc = None  # raised below, outside this block: the error holds the file's text
-        if doc is None:
-            raise bad("not JSON")
-        if not isinstance(doc, dict) or doc.get("type") != _FILE_TYPE:
-            raise bad("missing type marker")
-        if doc.get("version") != _FILE_VERSION:
-            raise bad("unsupported keyset version")
-        keys: list[_Key] = []
-        entries = doc.get("keys")
-        if not isinstance(entries, list) or not entries:
-            raise bad("no keys")
-        for entry in entries:
-            if not isinstance(entry, dict):
-                raise bad("key entry is not an object")
-            key_id = entry.get("id")
-            if not isinstance(key_id, str) or len(key_id) != 8 or not _is_hex(key_id):
-                raise bad("key id is not 8 hex digits")
-            material = _b64(entry.get("material"))
-            if material is None or len(material) != 32:
-                raise bad(f"key {key_id} is not a 256-bit key")
-            created = entry.get("created_at")
-            if not isinstance(created, str):
-                raise bad(f"key {key_id} has no creation time")
-            if any(k.key_id == key_id for k in keys):
-                raise bad(f"key id {key_id} appears twice")
-            keys.append(_Key(key_id, created, material, AESGCM(material)))
-        index_root = _b64(doc.get("index_key"))
-        if index_root is None or len(index_root) != 32:
-            raise bad("index key is not a 256-bit key")
-        primary = doc.get("primary_key_id")
-        if not isinstance(primary, str) or primary not in {k.key_id for k in keys}:
-            raise bad("primary key id names no key")
-        return cls(keys, primary, index_root, path)
+        ring, problem = parse_keyset(raw, p)
+        del raw  # a refused keyset's text must not stay in this frame's locals
+        if ring is None:
+            raise DynasealError(f"{p}: not a valid dynaseal keyset ({problem})")
+        return ring
 
     def _to_json(self) -> str:
         doc: dict[str, Any] = {
@@ -323,6 +286,70 @@ class LocalKeyring(Keyring):
         return HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(self._index_root)
 
 
+def parse_keyset(text: str, path: Path | None = None) -> tuple[LocalKeyring | None, str]:
+    """The keyring a keyset document describes, or None and why it is refused.
+
+    The one parser of keyset documents (a key file, or a keyset kept elsewhere, such as a
+    secret). It never raises: a refused keyset's text, its parsed document and any key already
+    decoded die with this frame instead of riding in the traceback of an exception, where an
+    error reporter recording frame locals would find them. A caller raises on the reason, after
+    dropping its own reference to ``text``. The reason never quotes the document.
+    """
+    try:
+        return _parse_keyset(text, path), ""
+    except _RefusedError as refused:
+        return None, refused.reason
+    except Exception:  # anything unforeseen (deep nesting, a huge number): refused, not raised
+        return None, "malformed document"
+
+
+class _RefusedError(Exception):
+    """Internal: why a keyset document is refused. Caught in :func:`parse_keyset`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _parse_keyset(raw: str, path: Path | None) -> LocalKeyring:
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        doc = None
+    if doc is None:
+        raise _RefusedError("not JSON")
+    if not isinstance(doc, dict) or doc.get("type") != _FILE_TYPE:
+        raise _RefusedError("missing type marker")
+    if doc.get("version") != _FILE_VERSION:
+        raise _RefusedError("unsupported keyset version")
+    keys: list[_Key] = []
+    entries = doc.get("keys")
+    if not isinstance(entries, list) or not entries:
+        raise _RefusedError("no keys")
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise _RefusedError("key entry is not an object")
+        key_id = entry.get("id")
+        if not isinstance(key_id, str) or len(key_id) != 8 or not _is_hex(key_id):
+            raise _RefusedError("key id is not 8 hex digits")
+        material = _b64(entry.get("material"))
+        if material is None or len(material) != 32:
+            raise _RefusedError(f"key {key_id} is not a 256-bit key")
+        created = entry.get("created_at")
+        if not isinstance(created, str):
+            raise _RefusedError(f"key {key_id} has no creation time")
+        if any(k.key_id == key_id for k in keys):
+            raise _RefusedError(f"key id {key_id} appears twice")
+        keys.append(_Key(key_id, created, material, AESGCM(material)))
+    index_root = _b64(doc.get("index_key"))
+    if index_root is None or len(index_root) != 32:
+        raise _RefusedError("index key is not a 256-bit key")
+    primary = doc.get("primary_key_id")
+    if not isinstance(primary, str) or primary not in {k.key_id for k in keys}:
+        raise _RefusedError("primary key id names no key")
+    return LocalKeyring(keys, primary, index_root, path)
+
+
 def _is_hex(s: str) -> bool:
     return all(c in "0123456789abcdef" for c in s)
 
@@ -370,7 +397,11 @@ def _read_private(p: Path) -> tuple[str | None, str | None]:
 
 def _write_private(path: Path, data: str) -> str:
     """Write ``data`` to a new 0600 temporary file beside ``path``, synced; return its name."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except BaseException:
+        data = ""  # the keyset's text must not stay in the locals of a raising frame
+        raise
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -378,6 +409,7 @@ def _write_private(path: Path, data: str) -> str:
             f.flush()
             os.fsync(f.fileno())
     except BaseException:
+        data = ""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
@@ -405,7 +437,10 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _atomic_write(path: Path, data: str) -> None:
-    tmp = _write_private(path, data)
+    try:
+        tmp = _write_private(path, data)
+    finally:
+        data = ""  # no keyset text in this frame's locals if anything below raises
     try:
         os.replace(tmp, path)
     except BaseException:
