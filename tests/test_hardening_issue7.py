@@ -11,13 +11,23 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from decimal import Decimal
 from types import TracebackType
 from typing import Any
 
 import pytest
 
-from dynaseal import DynasealError, LocalKeyring
+from dynaseal import (
+    BlindIndex,
+    DynasealError,
+    InvalidItemError,
+    LocalKeyring,
+    Schema,
+    SealedTable,
+    UniqueConstraintError,
+)
+from support import stored_ids
 
 # -- frame locals ------------------------------------------------------------------------------
 
@@ -156,3 +166,80 @@ def test_failed_rotation_write_leaves_no_keyset_text_in_frame_locals(tmp_path, m
     assert leaks(e.value, needles) == []
     monkeypatch.undo()
     assert LocalKeyring.load(path).key_ids == ring.key_ids[:1]
+
+
+# -- finding 2: a refused indexed value leaves no index key in frame locals ----------------------
+
+
+def _indexed_schema(normalize: str = "casefold", source: str = "email") -> Schema:
+    return Schema("user_id", sign=["created_at"], plain=["ttl"], blind_indexes={
+        source: BlindIndex(f"{source}_bidx", bits=32, normalize=normalize, unique=True)})
+
+
+@pytest.fixture
+def indexed(make_table: Callable[..., Any], keyring: LocalKeyring) -> SealedTable:
+    """A users table whose e-mail is a unique blind index (GSI and claims table made)."""
+    return SealedTable(make_table(gsis=("email_bidx",), claims=True),
+                       schema=_indexed_schema(), keyring=keyring)
+
+
+def _index_key_forms(t: SealedTable) -> list[str]:
+    keyring = t.sealer.keyring
+    out: list[str] = []
+    for attribute in ("email", "\x00claim\x00email"):
+        out += forms(keyring.index_key(t.name, attribute))
+    return out
+
+
+UNINDEXABLE = [
+    pytest.param(None, id="null"), pytest.param(True, id="true"), pytest.param(1.5, id="float"),
+    pytest.param(["a@example.com"], id="list"), pytest.param({"a": "b"}, id="map"),
+    pytest.param("\ud800@example.com", id="lone-surrogate"),
+]
+
+
+@pytest.mark.parametrize("value", UNINDEXABLE)
+def test_refused_indexed_value_leaves_no_index_key_in_frame_locals(indexed, value):
+    needles = _index_key_forms(indexed)
+    indexed.put_item({"user_id": "u1", "email": "ada@example.com", "created_at": "x"})
+    attempts = [
+        lambda: indexed.put_item({"user_id": "u2", "email": value}),
+        lambda: indexed.update_item({"user_id": "u1"}, set={"email": value}),
+        lambda: list(indexed.find("email", value)),
+    ]
+    for attempt in attempts:
+        with pytest.raises(InvalidItemError) as e:
+            attempt()
+        assert leaks(e.value, needles) == []
+    assert stored_ids(indexed) == ["u1"]
+
+
+def test_blind_index_compute_checks_the_value_before_the_key():
+    key = bytes(range(32))
+    with pytest.raises(InvalidItemError) as e:
+        BlindIndex("x_bidx").compute(key, [1])
+    assert leaks(e.value, forms(key)) == []
+
+
+# -- finding 8: every representation a digits index accepts is one value ------------------------
+
+
+def test_unique_digits_index_cannot_be_dodged_with_a_number(make_table, keyring):
+    t = SealedTable(make_table(gsis=("phone_bidx",), claims=True),
+                    schema=_indexed_schema("digits", "phone"), keyring=keyring)
+    t.put_item({"user_id": "u1", "phone": "555-0100"})
+    for other in (5550100, Decimal("5550100"), Decimal("5.5501E+6"), "(555) 0100",
+                  "\u0665\u0665\u0665-\u0660\u0661\u0660\u0660"):  # Arabic-Indic digits
+        with pytest.raises(UniqueConstraintError):
+            t.put_item({"user_id": "u2", "phone": other})
+        assert [i["user_id"] for i in t.find("phone", other)] == ["u1"]
+    assert stored_ids(t) == ["u1"]
+    t.put_item({"user_id": "u3", "phone": 5550199})
+    assert [i["user_id"] for i in t.find("phone", "555-0199")] == ["u3"]
+
+
+@pytest.mark.parametrize("value", [-5550100, Decimal("-5550100"), Decimal("555.01"),
+                                   Decimal("NaN"), Decimal("1E+999999999"), b"5550100"])
+def test_digits_index_refuses_what_it_cannot_map_to_digits(value):
+    with pytest.raises(InvalidItemError, match="digits index takes strings or non-negative"):
+        BlindIndex("phone_bidx", normalize="digits").normalized(value)

@@ -37,7 +37,11 @@ def _strip_casefold(s: str) -> str:
 
 
 def _digits(s: str) -> str:
-    return "".join(c for c in s if c.isdigit())
+    # decimal digits of any script, as ASCII: Arabic-Indic 555 and ASCII 555 are one phone
+    # number; digits that are not decimal (superscripts, circled digits) are not kept, NFKC
+    # first turns the compatible ones into decimal digits
+    return "".join(str(unicodedata.decimal(c)) for c in unicodedata.normalize("NFKC", s)
+                   if c.isdecimal())
 
 
 NORMALIZERS: dict[str, Callable[[str], str]] = {
@@ -80,9 +84,16 @@ class BlindIndex:
         object.__setattr__(self, "_fn", fn)
 
     def normalized(self, value: Any) -> bytes:
-        """Canonical bytes of the normalised value: what is indexed and what is compared."""
+        """Canonical bytes of the normalised value: what is indexed and what is compared.
+
+        Every representation a normalisation accepts maps to one form: for ``digits``, the
+        string ``"555-0100"`` and the numbers ``5550100`` and ``Decimal("5550100")`` are one
+        value, and a number that is not a non-negative whole number (or binary) is refused.
+        """
         if isinstance(value, str):
             value = self._fn(value)
+        elif self.normalize == "digits" and not isinstance(value, bool | float):
+            value = _digits_of_number(value)
         elif isinstance(value, bool):
             raise InvalidItemError("blind index: booleans cannot be indexed")
         elif isinstance(value, float):
@@ -94,9 +105,22 @@ class BlindIndex:
         return codec.encode_value(value, self.attribute)
 
     def compute(self, key: bytes, value: Any) -> bytes:
-        """The stored index value: the first ``bits`` bits of the HMAC, the rest zeroed."""
+        """The stored index value: the first ``bits`` bits of the HMAC, the rest zeroed.
+
+        The value is checked before the key is used, and a refused value leaves no key in this
+        frame's locals (where an error reporter would record it).
+        """
+        try:
+            data = _LABEL + self.normalized(value)
+        except BaseException:
+            key = b""
+            raise
+        return self._digest(key, data)
+
+    def _digest(self, key: bytes, data: bytes) -> bytes:
+        """The truncated HMAC of bytes already normalised and labelled; never raises."""
         h = crypto_hmac.HMAC(key, hashes.SHA256())
-        h.update(_LABEL + self.normalized(value))
+        h.update(data)
         digest = h.finalize()
         nbytes = (self.bits + 7) // 8
         out = bytearray(digest[:nbytes])
@@ -104,3 +128,16 @@ class BlindIndex:
         if spare:
             out[-1] &= (0xFF << spare) & 0xFF
         return bytes(out)
+
+
+def _digits_of_number(value: Any) -> str:
+    """A non-string value given to a ``digits`` index: a non-negative whole number, as the
+    string of its digits (so that it meets the same value written as text); else refused."""
+    if isinstance(value, int) and value >= 0:
+        return str(value)
+    if (isinstance(value, Decimal) and value.is_finite() and (not value.is_signed() or not value)
+            and value.adjusted() <= 125 and value == value.to_integral_value()):
+        return str(int(value))
+    raise InvalidItemError(
+        "blind index: a digits index takes strings or non-negative whole numbers"
+    )

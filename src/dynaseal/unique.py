@@ -65,13 +65,18 @@ class UniqueGuard:
     # -- claims -----------------------------------------------------------------------------
 
     def claim_id(self, source: str, index: BlindIndex, value: Any) -> bytes:
+        # the value is checked before the key is touched: no key in a frame that can raise
+        data = _CLAIM_LABEL + index.normalized(value)
+        h = crypto_hmac.HMAC(self._claim_key(source), hashes.SHA256())
+        h.update(data)
+        return h.finalize()
+
+    def _claim_key(self, source: str) -> bytes:
         key = self._keys.get(source)
         if key is None:
             key = self._table.sealer.keyring.index_key(self._table.name, "\x00claim\x00" + source)
             self._keys[source] = key
-        h = crypto_hmac.HMAC(key, hashes.SHA256())
-        h.update(_CLAIM_LABEL + index.normalized(value))
-        return h.finalize()
+        return key
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
         # The resource's client (de)serialises resource-layer values itself.
