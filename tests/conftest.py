@@ -113,3 +113,55 @@ def user_schema() -> Schema:
 def users(make_table: Callable[..., Any], user_schema: Schema,
           keyring: LocalKeyring) -> SealedTable:
     return SealedTable(make_table(), schema=user_schema, keyring=keyring)
+
+
+# -- moto's standalone server: KMS and Secrets Manager over HTTP (no in-process moto) ---------
+
+
+class MotoServer:
+    """A running ``moto_server`` on a loopback port; ``client(service)`` talks to it."""
+
+    def __init__(self, endpoint_url: str) -> None:
+        self.endpoint_url = endpoint_url
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        return boto3.client(service, endpoint_url=self.endpoint_url, region_name="us-east-1",
+                            **kwargs)
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory, _aws_env: None
+                ) -> Iterator[MotoServer]:
+    """``.venv/bin/moto_server`` on a free 127.0.0.1 port for the session, killed at the end."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from dynaseal.devstack import free_port
+
+    port = free_port()
+    exe = Path(sys.executable).parent / "moto_server"
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(exe), "-p", str(port), "-H", "127.0.0.1"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/moto-api/", timeout=1):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto_server did not start: {log.read_text()}") from None
+                time.sleep(0.1)
+        yield MotoServer(url)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

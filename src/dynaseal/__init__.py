@@ -8,10 +8,14 @@ from .errors import (
     IntegrityError,
     InvalidItemError,
     KeyNotFoundError,
+    KeyringError,
     UniqueConstraintError,
 )
 from .keyrings.interface import DataKey, Keyring, WrappedKey
+from .keyrings.kms import KmsKeyring
 from .keyrings.local import KeyInfo, LocalKeyring
+from .keyrings.multi import MultiKeyring
+from .keyrings.secrets_manager import SecretsManagerKeyring
 from .schema import HEADER_ATTRIBUTE, Schema
 from .sealer import FORMAT_VERSION, ItemSealer
 from .table import SealedBatchWriter, SealedTable
@@ -32,10 +36,14 @@ __all__ = [
     "KeyInfo",
     "KeyNotFoundError",
     "Keyring",
+    "KeyringError",
+    "KmsKeyring",
     "LocalKeyring",
+    "MultiKeyring",
     "Schema",
     "SealedBatchWriter",
     "SealedTable",
+    "SecretsManagerKeyring",
     "UniqueConstraintError",
     "WrappedKey",
 ]

@@ -21,7 +21,7 @@ from urllib3.util import parse_url
 
 from .errors import ConfigError
 
-__all__ = ["check_endpoint", "check_verify", "connect", "is_loopback"]
+__all__ = ["aws_client", "check_endpoint", "check_verify", "connect", "is_loopback"]
 
 log = logging.getLogger("dynaseal")
 
@@ -150,3 +150,18 @@ def connect(
     source = "endpoint_url" if endpoint_url else "endpoint from the AWS environment or config"
     check_endpoint(resolved, source=source, warn=True)
     return built
+
+
+def aws_client(service: str, *, region: str | None = None, endpoint_url: str | None = None,
+               verify: bool | str | None = None, session: Any = None,
+               max_attempts: int = 5) -> Any:
+    """A guarded boto3 client for a key service (``kms``, ``secretsmanager``).
+
+    The same transport rules as DynamoDB (:func:`connect`): botocore resolves the endpoint from
+    the argument, ``AWS_ENDPOINT_URL_KMS`` / ``AWS_ENDPOINT_URL_SECRETSMANAGER``,
+    ``AWS_ENDPOINT_URL`` and the shared config, and what it resolved is checked before any
+    request leaves the process. Retries are botocore's standard mode (exponential backoff with
+    jitter, throttling included), ``max_attempts`` attempts in all.
+    """
+    return connect(service, region=region, endpoint_url=endpoint_url, verify=verify,
+                   session=session, resource=False, max_attempts=max_attempts)

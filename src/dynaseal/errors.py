@@ -12,6 +12,7 @@ __all__ = [
     "IntegrityError",
     "InvalidItemError",
     "KeyNotFoundError",
+    "KeyringError",
     "UniqueConstraintError",
 ]
 
@@ -40,6 +41,21 @@ class KeyNotFoundError(IntegrityError):
         wanted = ", ".join(repr(k) for k in key_ids)
         super().__init__(table, key, f"no key in the keyring can open this item: it names "
                                      f"key id {wanted}")
+
+
+class KeyringError(DynasealError):
+    """A key service failed or refused: KMS or Secrets Manager unreachable, throttled after
+    retries, access denied, a disabled or pending-deletion key. Names the service, the operation
+    and the key (ARN or secret id), never key material. Nothing was written."""
+
+    def __init__(self, service: str, operation: str, resource: str, reason: str,
+                 code: str | None = None) -> None:
+        self.service = service
+        self.operation = operation
+        self.resource = resource
+        self.code = code
+        self.reason = reason
+        super().__init__(f"{service} {operation} failed for {resource}: {reason}")
 
 
 class InvalidItemError(DynasealError, ValueError):

@@ -97,3 +97,11 @@ class Keyring(abc.ABC):
     @abc.abstractmethod
     def index_key(self, table: str, attribute: str) -> bytes:
         """A 256-bit key for one blind index; independent of every data key and of rotation."""
+
+    def wrap_data_key(self, plaintext: bytes, context: Mapping[str, str]) -> WrappedKey:
+        """Wrap a data key another keyring made, under this keyring's primary key.
+
+        What a :class:`~dynaseal.MultiKeyring` asks of each keyring beside its generator. Not
+        abstract: a keyring that cannot wrap a foreign key only cannot be such a child.
+        """
+        raise TypeError(f"{type(self).__name__} cannot wrap a data key made by another keyring")

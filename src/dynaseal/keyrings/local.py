@@ -195,6 +195,28 @@ class LocalKeyring(Keyring):
         self._index_root = current._index_root
         return key.key_id
 
+    # -- keysets kept elsewhere (a secret) and multi-keyrings --------------------------------
+
+    @classmethod
+    def new_keyset(cls) -> LocalKeyring:
+        """A new keyset in memory only (one primary key, no file): to be stored in a secret."""
+        key = _make_key(_new_key_id(()))
+        return cls([key], key.key_id, secrets.token_bytes(32))
+
+    def to_document(self) -> str:
+        """The keyset document, key material included: for a secret store, never for a log."""
+        return self._to_json()
+
+    def with_primary(self, key_id: str) -> LocalKeyring:
+        """The same keys with another primary (a pending key whose activation time came)."""
+        return LocalKeyring(list(self._keys.values()), key_id, self._index_root, self._path)
+
+    def wrap_data_key(self, plaintext: bytes, context: Mapping[str, str]) -> WrappedKey:
+        key = self._keys[self._primary]
+        nonce = os.urandom(12)
+        return WrappedKey(PROVIDER_LOCAL, key.key_id, nonce + key.aead.encrypt(
+            nonce, plaintext, _context_bytes(key.key_id, context)))
+
     # -- facts ------------------------------------------------------------------------------
 
     @property
