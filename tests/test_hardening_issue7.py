@@ -21,13 +21,16 @@ import pytest
 from dynaseal import (
     BlindIndex,
     DynasealError,
+    IntegrityError,
     InvalidItemError,
+    ItemSealer,
     LocalKeyring,
     Schema,
     SealedTable,
     UniqueConstraintError,
+    codec,
 )
-from support import stored_ids
+from support import raw_items, stored_ids
 
 # -- frame locals ------------------------------------------------------------------------------
 
@@ -243,3 +246,79 @@ def test_unique_digits_index_cannot_be_dodged_with_a_number(make_table, keyring)
 def test_digits_index_refuses_what_it_cannot_map_to_digits(value):
     with pytest.raises(InvalidItemError, match="digits index takes strings or non-negative"):
         BlindIndex("phone_bidx", normalize="digits").normalized(value)
+
+
+# -- finding 9: numbers boto3 would trap on are stored in normal form or refused -----------------
+
+ZERO_HUGE_EXPONENT = [Decimal("0E+999999999"), Decimal("0E-999999999"), Decimal("-0E+99")]
+TINY_38_DIGITS = Decimal("1.234567890123456789012345678901234567E-130")
+
+
+@pytest.mark.parametrize("zero", ZERO_HUGE_EXPONENT)
+def test_zero_with_any_exponent_is_stored_as_zero(make_table, keyring, zero):
+    t = SealedTable(make_table(pk="n", pk_type="N"),
+                    schema=Schema("n", sign=["s"], plain=["p"]), keyring=keyring)
+    t.put_item({"n": zero, "s": zero, "p": zero, "e": zero})
+    assert t.get_item({"n": 0}) == {"n": 0, "s": 0, "p": 0, "e": 0}
+    t.put_item({"n": 1, "s": {zero, Decimal(1)}, "p": [zero], "e": {"z": zero}})
+    assert t.get_item({"n": zero}) == {"n": 0, "s": 0, "p": 0, "e": 0}
+    assert t.get_item({"n": 1}) == {"n": 1, "s": {0, 1}, "p": [0], "e": {"z": 0}}
+
+
+@pytest.mark.parametrize("where", ["key", "signed", "plain", "in-a-plain-list"])
+def test_numbers_boto3_cannot_send_exactly_are_refused_in_the_clear(make_table, keyring, where):
+    t = SealedTable(make_table(pk="n", pk_type="N"),
+                    schema=Schema("n", sign=["s"], plain=["p"]), keyring=keyring)
+    item: dict[str, Any] = {"n": 1}
+    if where == "key":
+        item["n"] = TINY_38_DIGITS
+    elif where == "signed":
+        item["s"] = TINY_38_DIGITS
+    elif where == "plain":
+        item["p"] = TINY_38_DIGITS
+    else:
+        item["p"] = [Decimal(1), TINY_38_DIGITS]
+    with pytest.raises(InvalidItemError, match="too small for boto3 to send exactly"):
+        t.put_item(item)
+    assert raw_items(t.table) == []
+    t.put_item({"n": 2, "e": TINY_38_DIGITS})  # encrypted, it is kept exactly
+    assert t.get_item({"n": 2}) == {"n": 2, "e": TINY_38_DIGITS}
+
+
+# -- finding 10: decoding an authenticated payload refuses numbers DynamoDB cannot hold ----------
+
+FORGED_NUMBERS = ["NaN", "sNaN", "Infinity", "-Infinity", "1E+999999999", "1E+5", "-0", " 7",
+                  "1_0", "+7", "07", "7.0", "1" * 39, "0." + "0" * 130 + "1"]
+
+
+@pytest.mark.parametrize("text", FORGED_NUMBERS)
+@pytest.mark.parametrize("shape", ["N", "NS", "L", "M"])
+def test_forged_numbers_in_encrypted_values_fail_authentication(keyring, monkeypatch, text,
+                                                                  shape):
+    """A data key holder seals a number text dynaseal never writes: opening refuses it."""
+    sealer = ItemSealer("t", Schema("user_id"), keyring)
+    marker = Decimal(7)
+    value = {"N": marker, "NS": {marker, Decimal(8)}, "L": [Decimal(1), marker],
+             "M": {"a": marker}}[shape]
+    genuine = codec.canonical_number
+
+    def forge(d: Decimal | int, path: str = "value") -> str:
+        return text if d == marker else genuine(d, path)
+
+    monkeypatch.setattr(codec, "canonical_number", forge)  # the forger's own sealer
+    stored = sealer.seal({"user_id": "u1", "x": value})
+    monkeypatch.undo()
+    with pytest.raises(IntegrityError) as e:
+        sealer.open(stored)
+    assert e.value.reason == "encrypted value is malformed"
+    assert e.value.key == "{user_id='u1'}"
+    assert sealer.open(sealer.seal({"user_id": "u1", "x": value})) == {"user_id": "u1",
+                                                                       "x": value}
+
+
+@pytest.mark.parametrize("text", FORGED_NUMBERS)
+def test_decode_value_refuses_numbers_not_in_normal_form(text):
+    with pytest.raises(ValueError):
+        codec.decode_value(b"\x02" + text.encode())
+    with pytest.raises(ValueError):
+        codec.decode_value(b"\x09\x01" + bytes((len(text),)) + text.encode())

@@ -14,6 +14,7 @@ from dynaseal import (
     BlindIndex,
     DynasealError,
     InvalidItemError,
+    ItemNotFoundError,
     LocalKeyring,
     Schema,
     SealedTable,
@@ -143,7 +144,7 @@ def test_bad_key(ada):
 def test_missing_item(users):
     with pytest.raises(DynasealError) as e:
         users.update_item({"user_id": "ghost"}, set={"role": "admin"})
-    assert type(e.value) is DynasealError
+    assert type(e.value) is ItemNotFoundError
     assert str(e.value) == (f"update_item: no such item (table {users.name!r}, "
                             "key {user_id='ghost'})")
     assert users.get_item({"user_id": "ghost"}) is None

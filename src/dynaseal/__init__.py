@@ -7,6 +7,7 @@ from .errors import (
     DynasealError,
     IntegrityError,
     InvalidItemError,
+    ItemNotFoundError,
     KeyNotFoundError,
     KeyringError,
     UniqueConstraintError,
@@ -17,6 +18,7 @@ from .keyrings.local import KeyInfo, LocalKeyring
 from .keyrings.multi import MultiKeyring
 from .keyrings.secrets_manager import SecretsManagerKeyring
 from .schema import HEADER_ATTRIBUTE, Schema
+from .scoped import ScopedTable
 from .sealer import FORMAT_VERSION, ItemSealer
 from .table import SealedBatchWriter, SealedTable
 
@@ -32,6 +34,7 @@ __all__ = [
     "DynasealError",
     "IntegrityError",
     "InvalidItemError",
+    "ItemNotFoundError",
     "ItemSealer",
     "KeyInfo",
     "KeyNotFoundError",
@@ -41,6 +44,7 @@ __all__ = [
     "LocalKeyring",
     "MultiKeyring",
     "Schema",
+    "ScopedTable",
     "SealedBatchWriter",
     "SealedTable",
     "SecretsManagerKeyring",

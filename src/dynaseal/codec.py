@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import decimal
 import itertools
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import Binary
+from boto3.dynamodb.types import DYNAMODB_CONTEXT, Binary
 
 from .errors import InvalidItemError
 
@@ -47,6 +48,9 @@ _MAX_ADJUSTED = 125
 T_S, T_N, T_B, T_BOOL, T_NULL, T_L, T_M, T_SS, T_NS, T_BS = range(1, 11)
 
 _WIDE = decimal.Context(prec=200, Emax=999_999, Emin=-999_999)
+_ZERO = Decimal(0)
+_NUMBER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]*[1-9])?")
+"""The normal form :func:`canonical_number` writes; decoding accepts nothing else."""
 
 
 def varint(n: int) -> bytes:
@@ -130,7 +134,7 @@ def storable(value: Any, path: str = "value") -> Any:
     if t is int or t is Decimal:
         d = Decimal(value)
         if not d:
-            return value
+            return value if t is int else _ZERO  # boto3 refuses 0E+999999999 (Clamped)
         n = d.normalize(_WIDE)
         exponent = int(n.as_tuple().exponent)
         if len(n.as_tuple().digits) + max(exponent, 0) > _MAX_DIGITS:
@@ -138,7 +142,13 @@ def storable(value: Any, path: str = "value") -> Any:
                 f"{path}: number has more than 38 digits as DynamoDB returns it, so boto3 "
                 "could not read it back; store it encrypted or as a string"
             )
-        return value if len(d.as_tuple().digits) <= _MAX_DIGITS else n
+        out = value if len(d.as_tuple().digits) <= _MAX_DIGITS else n
+        if not _boto3_sends(out):
+            raise InvalidItemError(
+                f"{path}: number is too small for boto3 to send exactly (its digits reach "
+                "below 1E-165); store it encrypted or as a string"
+            )
+        return out
     if isinstance(value, Mapping):
         items = {k: storable(v, path) for k, v in value.items()}
         return value if all(items[k] is v for k, v in value.items()) else items
@@ -153,6 +163,17 @@ def storable(value: Any, path: str = "value") -> Any:
     if isinstance(value, memoryview):
         return bytes(value)  # boto3 sends bytes, bytearray and Binary, not memoryview
     return value
+
+
+def _boto3_sends(value: int | Decimal) -> bool:
+    """Whether boto3's serializer takes the number as it stands: it converts numbers in a
+    context that traps rounding, underflow and clamping, and its exceptions (decimal.Clamped,
+    decimal.Underflow) must not reach dynaseal's callers."""
+    try:
+        DYNAMODB_CONTEXT.create_decimal(value)
+    except ArithmeticError:
+        return False
+    return True
 
 
 def _lp(data: bytes) -> bytes:
@@ -311,7 +332,7 @@ def _decode(buf: memoryview, pos: int, end: int, depth: int) -> tuple[Any, int]:
     if tag == T_S:
         return str(buf[pos:end], "utf-8"), end
     if tag == T_N:
-        return Decimal(str(buf[pos:end], "ascii")), end
+        return _decode_number(buf[pos:end]), end
     if tag == T_B:
         return bytes(buf[pos:end]), end
     if tag == T_BOOL:
@@ -355,11 +376,30 @@ def _decode(buf: memoryview, pos: int, end: int, depth: int) -> tuple[Any, int]:
             if tag == T_SS:
                 elems.add(eb.decode("utf-8"))
             elif tag == T_NS:
-                elems.add(Decimal(eb.decode("ascii")))
+                elems.add(_decode_number(eb))
             else:
                 elems.add(eb)
         return elems, pos
     raise ValueError("unknown type tag")
+
+
+def _decode_number(raw: bytes | memoryview) -> Decimal:
+    """A number as :func:`encode_value` writes it, and only that: no NaN, sNaN, Infinity,
+    exponent, sign of zero, leading or trailing zero, nor anything out of DynamoDB's range.
+    A data key holder can seal any bytes, so an authenticated payload is input too."""
+    text = str(raw, "ascii")
+    if _NUMBER_TEXT.fullmatch(text) is None:
+        raise ValueError("malformed number")
+    d = Decimal(text)
+    if not d:
+        if text != "0":
+            raise ValueError("malformed number")
+        return d
+    if not _MIN_ADJUSTED <= d.adjusted() <= _MAX_ADJUSTED:
+        raise ValueError("number out of DynamoDB's range")
+    if len(text.lstrip("-").replace(".", "").strip("0")) > _MAX_DIGITS:
+        raise ValueError("number has more than 38 significant digits")
+    return d
 
 
 def to_python(value: Any, depth: int = 0) -> Any:

@@ -11,6 +11,7 @@ __all__ = [
     "DynasealError",
     "IntegrityError",
     "InvalidItemError",
+    "ItemNotFoundError",
     "KeyNotFoundError",
     "KeyringError",
     "UniqueConstraintError",
@@ -60,6 +61,17 @@ class KeyringError(DynasealError):
 
 class InvalidItemError(DynasealError, ValueError):
     """An item or key that DynamoDB or the schema would refuse; raised before any write."""
+
+
+class ItemNotFoundError(DynasealError):
+    """The item an update or a scoped delete names does not exist (or, through a scoped view,
+    belongs to another owner: the two are indistinguishable on purpose). Nothing was written."""
+
+    def __init__(self, operation: str, table: str, key: str) -> None:
+        self.operation = operation
+        self.table = table
+        self.key = key
+        super().__init__(f"{operation}: no such item (table {table!r}, key {key})")
 
 
 class ConfigError(DynasealError, ValueError):

@@ -11,15 +11,18 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
-from .errors import DynasealError, InvalidItemError
+from .errors import DynasealError, InvalidItemError, ItemNotFoundError
 from .keyrings.interface import Keyring
 from .schema import HEADER_ATTRIBUTE, Schema
 from .sealer import ItemSealer, describe_key
+
+if TYPE_CHECKING:
+    from .scoped import ScopedTable
 
 __all__ = ["SealedBatchWriter", "SealedTable"]
 
@@ -40,10 +43,18 @@ class SealedTable:
 
     ``table`` is a boto3 ``Table`` resource; its name is bound into every item's seal, so an
     item copied to another table does not open there.
+
+    Thread-safe: one SealedTable may be shared by every thread of a process (a gthread web
+    worker, a thread pool). boto3 documents resources as not thread-safe and clients as
+    thread-safe, so every request goes through the resource's client (``table.meta.client``,
+    which still converts Python values to and from DynamoDB's wire format), never through the
+    ``Table`` resource itself, and everything built lazily is built here, up front. The
+    keyring must be thread-safe too (the keyrings dynaseal ships are).
     """
 
     def __init__(self, table: Any, *, schema: Schema, keyring: Keyring) -> None:
         self._table = table
+        self._client: Any = table.meta.client
         self.name: str = table.name
         self.schema = schema
         self.sealer = ItemSealer(self.name, schema, keyring)
@@ -61,6 +72,16 @@ class SealedTable:
         """The underlying boto3 Table resource (it reads and writes sealed items as stored)."""
         return self._table
 
+    def scoped(self, attribute: str, value: Any) -> ScopedTable:
+        """A view that sees only items whose signed ``attribute`` equals ``value``.
+
+        The library half of an IDOR fix: build one per request from the authenticated
+        principal (``users.scoped("owner", current_user_id)``). See :class:`ScopedTable`.
+        """
+        from .scoped import ScopedTable
+
+        return ScopedTable(self, attribute, value)
+
     # -- the seam ---------------------------------------------------------------------------
 
     def _request(self, operation: str, key: Mapping[str, Any] | None = None,
@@ -69,8 +90,10 @@ class SealedTable:
         where = describe_key(self.schema, key) if debug and key is not None else ""
         if debug:
             log.debug("dynamodb %s table=%s %s", operation, self.name, where)
-        method: Callable[..., Any] = getattr(target if target is not None else self._table,
-                                             operation)
+        if target is None:  # this table, through the thread-safe client
+            target = self._client
+            kwargs["TableName"] = self.name
+        method: Callable[..., Any] = getattr(target, operation)
         try:
             return method(**kwargs)
         except ClientError as e:
@@ -159,8 +182,7 @@ class SealedTable:
             wanted.setdefault(self.sealer._key_bytes(k), k)
         found: dict[bytes, dict[str, Any]] = {}
         pending = list(wanted.values())
-        # The resource's own client: it (de)serialises resource-layer values itself.
-        client = self._table.meta.client
+        client = self._client
         while pending:
             chunk, pending = pending[:_BATCH_GET_LIMIT], pending[_BATCH_GET_LIMIT:]
             request: dict[str, Any] = {
@@ -221,12 +243,15 @@ class SealedTable:
         *,
         set: Mapping[str, Any] | None = None,
         remove: Iterable[str] = (),
+        _scope: Callable[[Mapping[str, Any]], bool] | None = None,
     ) -> dict[str, Any]:
         """Change attributes of a sealed item without losing a concurrent writer's change.
 
         Reads and opens the item, applies the change, reseals it and writes it on condition that
         its seal (which changes at every write) is still the one read; on conflict it starts
-        over. Raises ``DynasealError`` if the item does not exist; returns the new item.
+        over. Raises ``ItemNotFoundError`` if the item does not exist; returns the new item.
+        (``_scope`` is for :class:`~dynaseal.ScopedTable`: an opened item it refuses counts as
+        missing; the seal condition keeps that check true until the write.)
         """
         changes = dict(set or {})
         removals = list(remove)
@@ -241,8 +266,10 @@ class SealedTable:
         for attempt in range(_MAX_UPDATE_ATTEMPTS):
             stored = self._request("get_item", key=k, Key=k, ConsistentRead=True).get("Item")
             if stored is None:
-                raise DynasealError(f"update_item: no such item (table {self.name!r}, key {where})")
+                raise ItemNotFoundError("update_item", self.name, where)
             previous = self.sealer.open(stored)
+            if _scope is not None and not _scope(previous):
+                raise ItemNotFoundError("update_item", self.name, where)
             item = dict(previous)
             for name in removals:
                 item.pop(name, None)
