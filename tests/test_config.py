@@ -254,7 +254,7 @@ ERROR_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
      "integer from 1 to 20"),
     ("no-keyring-section", _delete("keyring"), "keyring", "section is missing"),
     ("no-keyring-path", _delete("keyring/path"), "keyring.path", "path is required"),
-    ("kms-keyring", _set("keyring/type", "kms"), "keyring.type", "unsupported keyring type"),
+    ("hsm-keyring", _set("keyring/type", "hsm"), "keyring.type", "unsupported keyring type"),
     ("no-tables", _delete("tables"), "tables", "section is missing"),
     ("key-type", _set("tables/users/partition_key_type", "SS"),
      "tables.users.partition_key_type", "one of S, N, B"),

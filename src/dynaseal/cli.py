@@ -51,34 +51,89 @@ def cli() -> None:
     pass
 
 
-@cli.group(help="Manage keysets (a local keyset file).")
+@cli.group(help="Manage keysets (a local keyset file, or one kept in a Secrets Manager secret).")
 def keys() -> None:
     pass
 
 
-@keys.command("generate", help="Create a new keyset file (mode 0600); never overwrites.")
-@click.argument("path")
-def keys_generate(path: str) -> None:
-    ring = LocalKeyring.generate(path)
+def _secret_options(f: Any) -> Any:
+    """``[PATH] | --secret ID [--region R]``: a keyset file or a keyset secret."""
+    f = click.option("--region", default=None, metavar="REGION",
+                     help="the secret's region (default: AWS_REGION / AWS_DEFAULT_REGION)")(f)
+    f = click.option("--secret", "secret_id", default=None, metavar="ID",
+                     help="a keyset kept in this AWS Secrets Manager secret (name or ARN)")(f)
+    return click.argument("path", required=False)(f)
+
+
+def _one_keyset(path: str | None, secret_id: str | None) -> None:
+    if (path is None) == (secret_id is None):
+        raise click.UsageError("give either a key file PATH or --secret ID")
+
+
+@keys.command("generate", help="Create a new keyset: a file (mode 0600) or a new secret; "
+                               "never overwrites.")
+@_secret_options
+def keys_generate(path: str | None, secret_id: str | None, region: str | None) -> None:
+    _one_keyset(path, secret_id)
+    if secret_id is not None:
+        from .keyrings.secrets_manager import create_secret_keyset
+
+        key_id = create_secret_keyset(secret_id, region=region)
+        click.echo(f"created secret {secret_id} with primary key {key_id}")
+        return
+    ring = LocalKeyring.generate(str(path))
     click.echo(f"created {path} (mode 0600) with primary key {ring.primary_key_id}")
 
 
-@keys.command("rotate", help="Add a new primary key; older keys still decrypt.")
-@click.argument("path")
-def keys_rotate(path: str) -> None:
-    ring = LocalKeyring.load(path)
+@keys.command("rotate", help="Add a new primary key; older keys still decrypt. With --secret, "
+                             "the new key becomes primary only --activate-after seconds later.")
+@_secret_options
+@click.option("--activate-after", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="--secret only: seconds until the new key becomes primary (default 300, "
+                   "the readers' refresh interval; 0 for at once)")
+def keys_rotate(path: str | None, secret_id: str | None, region: str | None,
+                activate_after: float | None) -> None:
+    _one_keyset(path, secret_id)
+    if secret_id is not None:
+        from datetime import UTC, datetime
+
+        from .keyrings.secrets_manager import rotate_secret_keyset
+
+        after = 300.0 if activate_after is None else activate_after
+        old, new, at = rotate_secret_keyset(secret_id, after, region=region)
+        when = ("now" if after == 0 else
+                datetime.fromtimestamp(at, UTC).strftime("at %Y-%m-%dT%H:%M:%SZ"))
+        click.echo(f"rotated secret {secret_id}: key {new} added, primary {when} (until then "
+                   f"{old}); {old} still decrypts")
+        return
+    if activate_after is not None:
+        raise click.UsageError("--activate-after applies to --secret keysets only")
+    ring = LocalKeyring.load(str(path))
     old = ring.primary_key_id
     new = ring.rotate()
     click.echo(f"rotated {path}: primary key {old} -> {new}; {old} still decrypts")
 
 
 @keys.command("list", help="Key ids, creation times and the primary (never key material).")
-@click.argument("path")
-def keys_list(path: str) -> None:
-    ring = LocalKeyring.load(path)
+@_secret_options
+def keys_list(path: str | None, secret_id: str | None, region: str | None) -> None:
+    _one_keyset(path, secret_id)
+    pending = ""
+    if secret_id is not None:
+        from datetime import UTC, datetime
+
+        from .keyrings.secrets_manager import read_secret_keyset
+
+        ring, next_id, at = read_secret_keyset(secret_id, region=region)
+        if next_id is not None and at is not None:
+            pending = next_id
+            stamp = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    else:
+        ring = LocalKeyring.load(str(path))
     click.echo(f"{'KEY ID':<10} {'CREATED':<22} PRIMARY")
     for info in ring.list_keys():
-        click.echo(f"{info.key_id:<10} {info.created_at:<22} {'yes' if info.primary else ''}")
+        mark = "yes" if info.primary else (f"from {stamp}" if info.key_id == pending else "")
+        click.echo(f"{info.key_id:<10} {info.created_at:<22} {mark}")
 
 
 @cli.group(help="DynamoDB tables described by the config.")
@@ -95,6 +150,24 @@ def tables_create(config_path: str | None, only: tuple[str, ...]) -> None:
     config = Config.load(config_path)
     for line in config.create_tables(only=list(only) or None):
         click.echo(line)
+
+
+@cli.command("iam-policy", help="Print the least-privilege IAM policy (JSON) the configured "
+                                "app needs.")
+@config_option
+@click.option("--account", default=None, metavar="ID",
+              help="AWS account id of the tables (default: from a KMS key ARN in the config)")
+@click.option("--region", default=None, metavar="REGION",
+              help="region of the tables (default: [dynamodb] region, then AWS_REGION)")
+def iam_policy_command(config_path: str | None, account: str | None, region: str | None
+                       ) -> None:
+    import json
+
+    from .config import Config
+    from .iam import iam_policy
+
+    policy = iam_policy(Config.load(config_path), account=account, region=region)
+    click.echo(json.dumps(policy, indent=2))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,17 +17,25 @@ from .blind_index import BlindIndex
 from .connection import check_endpoint, connect
 from .errors import ConfigError, DynasealError
 from .keyrings.interface import Keyring
+from .keyrings.kms import KmsKeyring, parse_key_arn
 from .keyrings.local import LocalKeyring
+from .keyrings.multi import MultiKeyring
+from .keyrings.secrets_manager import SecretsManagerKeyring
 from .schema import Schema
 from .table import SealedTable
 
-__all__ = ["Config", "DynamoDBSettings", "TableSettings"]
+__all__ = ["Config", "DynamoDBSettings", "KeyringSettings", "TableSettings"]
 
 DEFAULT_PATH = "dynaseal.toml"
 ENV_VAR = "DYNASEAL_CONFIG"
 
 _TOP_KEYS = {"keyring", "dynamodb", "tables"}
-_KEYRING_KEYS = {"type", "path"}
+_KEYRING_KEYS = {
+    "local": {"type", "path"},
+    "kms": {"type", "key_id", "cache_ttl", "cache_max_items"},
+    "secretsmanager": {"type", "secret_id", "region", "refresh_interval"},
+    "multi": {"type", "generator", "others"},
+}
 _DYNAMODB_KEYS = {"region", "endpoint_url", "verify", "use_ssl", "max_attempts"}
 _CREDENTIAL_KEYS = {"aws_access_key_id", "aws_secret_access_key", "aws_session_token",
                     "access_key", "secret_key", "session_token"}
@@ -47,6 +55,49 @@ class DynamoDBSettings:
 
 
 @dataclass(frozen=True)
+class KeyringSettings:
+    """The ``[keyring]`` section: which keyring, and its settings (a tree for ``multi``)."""
+
+    type: str
+    path: Path | None = None
+    key_id: str | None = None
+    cache_ttl: float = 300.0
+    cache_max_items: int = 100_000
+    secret_id: str | None = None
+    region: str | None = None
+    refresh_interval: float = 300.0
+    generator: KeyringSettings | None = None
+    others: tuple[KeyringSettings, ...] = ()
+
+    def build(self) -> Keyring:
+        """The keyring these settings describe (clients are built on first use)."""
+        if self.type == "local":
+            assert self.path is not None
+            return LocalKeyring.load(self.path)
+        if self.type == "kms":
+            assert self.key_id is not None
+            return KmsKeyring(self.key_id, cache_ttl=self.cache_ttl,
+                              cache_max_items=self.cache_max_items)
+        if self.type == "secretsmanager":
+            assert self.secret_id is not None
+            return SecretsManagerKeyring(self.secret_id, refresh_interval=self.refresh_interval,
+                                         region=self.region)
+        assert self.generator is not None
+        return MultiKeyring(self.generator.build(), [o.build() for o in self.others])
+
+    def walk(self) -> Iterator[tuple[str, KeyringSettings]]:
+        """Every keyring of the tree with its role: ``generator`` (seals and opens) or
+        ``other`` (a multi-keyring child: wraps and opens)."""
+        if self.type != "multi":
+            yield "generator", self
+            return
+        assert self.generator is not None
+        yield "generator", self.generator
+        for other in self.others:
+            yield "other", other
+
+
+@dataclass(frozen=True)
 class TableSettings:
     name: str
     table_name: str
@@ -59,8 +110,7 @@ class Config:
     """A parsed, validated dynaseal.toml. Build tables with :meth:`sealed_table`."""
 
     path: Path
-    keyring_type: str
-    keyring_path: Path
+    keyring_settings: KeyringSettings
     dynamodb: DynamoDBSettings
     tables: dict[str, TableSettings]
     _keyring: Keyring | None = field(default=None, repr=False)
@@ -85,16 +135,7 @@ class Config:
             return ConfigError(f"{path}: {where}: {msg}")
 
         _unknown(doc, _TOP_KEYS, lambda k: err(k, "unknown key"))
-        kr = _section(doc, "keyring", err)
-        _unknown(kr, _KEYRING_KEYS, lambda k: err(f"keyring.{k}", "unknown key"))
-        kr_type = kr.get("type", "local")
-        if kr_type != "local":
-            raise err("keyring.type", f"unsupported keyring type {kr_type!r} (supported: local)")
-        kr_path = kr.get("path")
-        if not isinstance(kr_path, str) or not kr_path:
-            raise err("keyring.path", "a key file path is required")
-        # relative to the config file, fixed now so a later chdir cannot move it
-        keyring_path = (path.parent / Path(kr_path)).absolute()
+        keyring = _keyring(_section(doc, "keyring", err), "keyring", path, err)
 
         ddb = _section(doc, "dynamodb", err, required=False)
         for k in ddb:
@@ -108,13 +149,28 @@ class Config:
         if not raw_tables:
             raise err("tables", "no table is configured")
         tables = {name: _table(name, spec, err) for name, spec in raw_tables.items()}
-        return cls(path, kr_type, keyring_path, settings, tables)
+        return cls(path, keyring, settings, tables)
+
+    @property
+    def keyring_type(self) -> str:
+        return self.keyring_settings.type
+
+    @property
+    def keyring_path(self) -> Path:
+        """The key file of a ``local`` keyring."""
+        if self.keyring_settings.path is None:
+            raise ConfigError(f"{self.path}: keyring.path: a {self.keyring_type} keyring has no "
+                              "key file")
+        return self.keyring_settings.path
 
     # -- runtime ----------------------------------------------------------------------------
 
     def keyring(self) -> Keyring:
         if self._keyring is None:
-            self._keyring = LocalKeyring.load(self.keyring_path)
+            try:
+                self._keyring = self.keyring_settings.build()
+            except ConfigError as e:
+                raise ConfigError(f"{self.path}: keyring: {e}") from None
         return self._keyring
 
     def resource(self) -> Any:
@@ -166,6 +222,65 @@ def _section(doc: Mapping[str, Any], name: str, err: Any, required: bool = True
     if not isinstance(value, Mapping):
         raise err(name, "must be a table")
     return value
+
+
+def _number(spec: Mapping[str, Any], name: str, where: str, default: float, err: Any,
+            integer: bool = False) -> Any:
+    value = spec.get(name, default)
+    kinds = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+        raise err(f"{where}.{name}", "must be a positive " + ("integer" if integer
+                                                             else "number of seconds"))
+    return value
+
+
+def _keyring(spec: Mapping[str, Any], where: str, path: Path, err: Any,
+             nested: bool = False) -> KeyringSettings:
+    kr_type = spec.get("type", "local")
+    allowed = ("local", "kms", "secretsmanager") if nested else tuple(_KEYRING_KEYS)
+    if kr_type not in allowed:
+        raise err(f"{where}.type", f"unsupported keyring type {kr_type!r} (supported: "
+                  f"{', '.join(allowed)})")
+    _unknown(spec, _KEYRING_KEYS[kr_type], lambda k: err(f"{where}.{k}", "unknown key"))
+    if kr_type == "local":
+        kr_path = spec.get("path")
+        if not isinstance(kr_path, str) or not kr_path:
+            raise err(f"{where}.path", "a key file path is required")
+        # relative to the config file, fixed now so a later chdir cannot move it
+        return KeyringSettings("local", path=(path.parent / Path(kr_path)).absolute())
+    if kr_type == "kms":
+        key_id = spec.get("key_id")
+        if not isinstance(key_id, str) or not key_id:
+            raise err(f"{where}.key_id", "a KMS key ARN is required")
+        try:
+            parse_key_arn(key_id)
+        except ConfigError as e:
+            raise err(f"{where}.key_id", str(e).removeprefix("KMS key_id ")) from None
+        return KeyringSettings("kms", key_id=key_id,
+                               cache_ttl=_number(spec, "cache_ttl", where, 300.0, err),
+                               cache_max_items=_number(spec, "cache_max_items", where, 100_000,
+                                                       err, integer=True))
+    if kr_type == "secretsmanager":
+        secret_id = spec.get("secret_id")
+        if not isinstance(secret_id, str) or not secret_id:
+            raise err(f"{where}.secret_id", "the secret's name or ARN is required")
+        region = spec.get("region")
+        if region is not None and (not isinstance(region, str) or not region):
+            raise err(f"{where}.region", "must be a non-empty string")
+        return KeyringSettings("secretsmanager", secret_id=secret_id, region=region,
+                               refresh_interval=_number(spec, "refresh_interval", where, 300.0,
+                                                        err))
+    generator = spec.get("generator")
+    if not isinstance(generator, Mapping):
+        raise err(f"{where}.generator", "a keyring table is required ([keyring.generator])")
+    others = spec.get("others", [])
+    if not isinstance(others, list) or not all(isinstance(o, Mapping) for o in others):
+        raise err(f"{where}.others", "must be a list of keyring tables ([[keyring.others]])")
+    return KeyringSettings(
+        "multi",
+        generator=_keyring(generator, f"{where}.generator", path, err, nested=True),
+        others=tuple(_keyring(o, f"{where}.others[{i}]", path, err, nested=True)
+                     for i, o in enumerate(others)))
 
 
 def _dynamodb_settings(ddb: Mapping[str, Any], err: Any) -> DynamoDBSettings:
