@@ -11,15 +11,18 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from types import TracebackType
 from typing import Any
 
+import boto3
 import pytest
 
 from dynaseal import (
     BlindIndex,
+    ConfigError,
     DynasealError,
     IntegrityError,
     InvalidItemError,
@@ -30,6 +33,7 @@ from dynaseal import (
     UniqueConstraintError,
     codec,
 )
+from dynaseal.connection import check_endpoint, connect, is_loopback
 from support import raw_items, stored_ids
 
 # -- frame locals ------------------------------------------------------------------------------
@@ -322,3 +326,75 @@ def test_decode_value_refuses_numbers_not_in_normal_form(text):
         codec.decode_value(b"\x02" + text.encode())
     with pytest.raises(ValueError):
         codec.decode_value(b"\x09\x01" + bytes((len(text),)) + text.encode())
+
+
+# -- findings 5 and 6: the transport guard decides as botocore does ------------------------------
+
+
+@pytest.fixture
+def proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    return monkeypatch
+
+
+def _botocore_proxies(endpoint: str) -> bool:
+    """Does a plain botocore client for ``endpoint`` send through a proxy? (its own answer)"""
+    client = boto3.session.Session().client("dynamodb", region_name="us-east-1",
+                                            endpoint_url=endpoint)
+    return client._endpoint.http_session._proxy_config.proxy_url_for(endpoint) is not None
+
+
+@pytest.mark.parametrize("endpoint", ["http://[::1]:8000", "http://127.0.0.1:8000",
+                                      "http://localhost:8000", "http://[::1]"])
+@pytest.mark.parametrize("no_proxy", ["localhost,127.0.0.1,::1", "::1", "[::1]", "127.0.0.1",
+                                      "localhost", "*", "", "[::1]:8000", ".localhost"])
+def test_proxy_decision_is_botocores(proxy_env, endpoint, no_proxy):
+    proxy_env.setenv("NO_PROXY", no_proxy)
+    proxied = _botocore_proxies(endpoint)
+    if proxied:
+        with pytest.raises(ConfigError, match="through the HTTP proxy"):
+            check_endpoint(endpoint)
+    else:
+        check_endpoint(endpoint)
+
+
+def test_ipv6_loopback_through_a_proxy_is_refused(proxy_env):
+    """The reported case: NO_PROXY names ::1, but botocore asks about [::1]:8000."""
+    proxy_env.setenv("NO_PROXY", "localhost,127.0.0.1,::1")
+    assert _botocore_proxies("http://[::1]:8000") is True
+    with pytest.raises(ConfigError, match="through the HTTP proxy"):
+        connect("dynamodb", region="us-east-1", endpoint_url="http://[::1]:8000")
+
+
+@pytest.mark.parametrize("host", ["localhost.localdomain", "LOCALHOST.LOCALDOMAIN",
+                                  "localhost6", "ip6-localhost"])
+def test_loopback_names_other_than_localhost_are_refused_for_plaintext(host):
+    assert is_loopback(host) is False
+    with pytest.raises(ConfigError, match="plaintext http:// is refused"):
+        check_endpoint(f"http://{host}:8000")
+    check_endpoint(f"https://{host}:8000")
+
+
+def test_localhost_is_loopback_only_if_it_resolves_to_loopback_only(monkeypatch):
+    assert is_loopback("localhost") is True
+    real = socket.getaddrinfo
+
+    def resolver(answer: str) -> Callable[..., Any]:
+        def getaddrinfo(host: str, *args: Any, **kwargs: Any) -> Any:
+            if host.lower() != "localhost":
+                return real(host, *args, **kwargs)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answer, 0)),
+                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0))]
+        return getaddrinfo
+
+    # a misconfigured resolver (no hosts entry, a DNS answer) cannot be made by dynalite: the
+    # resolver's answer is replaced for this test
+    monkeypatch.setattr(socket, "getaddrinfo", resolver("203.0.113.7"))
+    assert is_loopback("localhost") is False
+    with pytest.raises(ConfigError, match="plaintext http:// is refused"):
+        check_endpoint("http://localhost:8000")
+    monkeypatch.setattr(socket, "getaddrinfo", resolver("127.0.0.53"))
+    assert is_loopback("localhost") is True

@@ -10,12 +10,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import urllib.request
+import socket
 from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config as BotoConfig
+from botocore.utils import get_environ_proxies
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
@@ -27,10 +28,30 @@ log = logging.getLogger("dynaseal")
 
 
 def is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost.localdomain"):
-        return True
+    """A literal loopback address, or ``localhost`` when it resolves to loopback only.
+
+    No other name is trusted by its spelling: ``localhost.localdomain`` and the like resolve
+    through DNS on a machine without a hosts entry for them, so they are refused (use
+    ``127.0.0.1``). ``localhost`` is checked the same way, as a resolver may be misconfigured.
+    """
+    host = host.strip("[]")
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    if host.lower() != "localhost":
+        return False
+    try:
+        found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return False
+    addresses = {info[4][0] for info in found}
+    return bool(addresses) and all(_loopback_address(a) for a in addresses)
+
+
+def _loopback_address(address: object) -> bool:
+    try:
+        return ipaddress.ip_address(str(address).split("%", 1)[0]).is_loopback
     except ValueError:
         return False
 
@@ -65,9 +86,14 @@ def _parse(endpoint_url: str, source: str) -> tuple[str, str, int | None]:
     return scheme, host, port
 
 
-def _proxied(host: str, scheme: str) -> bool:
-    proxies = urllib.request.getproxies()
-    return bool(proxies.get(scheme)) and not urllib.request.proxy_bypass(host)
+def _proxied(endpoint_url: str, scheme: str) -> bool:
+    """Would botocore send requests to this endpoint through a proxy from the environment?
+
+    Asked exactly as botocore asks it when it builds the client's endpoint
+    (``botocore.utils.get_environ_proxies`` of the endpoint URL, whose bypass test looks at the
+    whole netloc, ``[::1]:8000`` and not ``::1``), so the two answers cannot differ.
+    """
+    return bool(get_environ_proxies(endpoint_url).get(scheme))
 
 
 def check_endpoint(endpoint_url: str | None, *, source: str = "endpoint_url",
@@ -79,7 +105,7 @@ def check_endpoint(endpoint_url: str | None, *, source: str = "endpoint_url",
     if scheme == "https" and host:
         return
     if scheme == "http" and host and is_loopback(host):
-        if _proxied(host, "http"):
+        if _proxied(endpoint_url, "http"):
             raise ConfigError(
                 f"{source}: plaintext HTTP to {host} would go through the HTTP proxy in the "
                 f"environment; add {host} to NO_PROXY"
