@@ -152,6 +152,16 @@ def tables_create(config_path: str | None, only: tuple[str, ...]) -> None:
         click.echo(line)
 
 
+def _add_ops_commands() -> None:
+    """reencrypt, migrate, audit, keys census and keys retire (src/dynaseal/ops/)."""
+    from .ops.commands import add_commands
+
+    add_commands(cli, keys, config_option)
+
+
+_add_ops_commands()
+
+
 @cli.command("iam-policy", help="Print the least-privilege IAM policy (JSON) the configured "
                                 "app needs.")
 @config_option

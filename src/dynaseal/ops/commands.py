@@ -1,0 +1,114 @@
+"""The operations commands of the ``dynaseal`` click group: reencrypt, migrate, audit and
+``keys census`` / ``keys retire``.
+
+Defined here and added to the group by :func:`add_commands`, so cli.py stays a thin list of
+groups. Every command takes ``--config PATH``; the long-running ones share the engine's options
+(segments, resume, rate, dry run, JSON summary). Output names tables, keys and counts, never an
+item value.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..errors import DynasealError
+from .engine import RunOptions, Summary, parse_segments
+
+__all__ = ["add_commands"]
+
+
+def _engine_options(f: Any) -> Any:
+    options = [
+        click.option("--segments", "--total-segments", "total_segments", type=int, default=4,
+                     show_default=True, metavar="T",
+                     help="split the scan into T segments (the same T on every host)"),
+        click.option("--segment", "segment", default=None, metavar="I[-J]",
+                     help="run only segment I, or I to J (default: all T here)"),
+        click.option("--resume", is_flag=True,
+                     help="continue from the job's checkpoints (none: from the start)"),
+        click.option("--rate", type=float, default=None, metavar="N",
+                     help="at most N writes per second from this process"),
+        click.option("--dry-run", is_flag=True, help="count what would be done; write nothing"),
+        click.option("--page-size", type=int, default=100, show_default=True,
+                     help="items per scan page (a checkpoint is saved after each page)"),
+        click.option("--job-id", default=None, metavar="ID",
+                     help="checkpoint name (default: COMMAND:TABLE)"),
+        click.option("--checkpoint-table", default="dynaseal-ops-checkpoints",
+                     show_default=True, help="DynamoDB table holding the checkpoints"),
+        click.option("--json", "as_json", is_flag=True, help="print the summary as JSON"),
+        click.option("--progress/--no-progress", default=None,
+                     help="progress bar on stderr (default: when stderr is a terminal)"),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _run_options(opts: dict[str, Any], job_id: str | None = None) -> RunOptions:
+    total = opts["total_segments"]
+    return RunOptions(
+        total_segments=total,
+        segments=parse_segments(opts["segment"], total),
+        resume=opts["resume"],
+        rate=opts["rate"],
+        dry_run=opts["dry_run"],
+        page_size=opts["page_size"],
+        job_id=opts["job_id"] or job_id,
+        checkpoint_table=opts["checkpoint_table"],
+        progress=opts["progress"] is not False,
+    )
+
+
+def _report(summary: Summary, as_json: bool, written: str = "resealed") -> int:
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), indent=2))
+    else:
+        click.echo(summary.text(written))
+    if summary.error:
+        click.echo(f"dynaseal: error: {summary.error}", err=True)
+        return 2
+    return 1 if summary.failures else 0
+
+
+def _exit_2_on_error(f: Callable[..., int]) -> Callable[..., int]:
+    """Errors (configuration, AWS) exit with status 2, so 1 keeps meaning "findings" or
+    "items failed" for scripts and CI gates."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> int:
+        try:
+            return f(*args, **kwargs)
+        except DynasealError as e:
+            click.echo(f"dynaseal: error: {e}", err=True)
+        except (BotoCoreError, ClientError) as e:
+            click.echo(f"dynaseal: error: AWS request failed: {e}", err=True)
+        return 2
+
+    return wrapper
+
+
+def add_commands(cli: click.Group, keys: click.Group,
+                 config_option: Callable[[Any], Any]) -> None:
+    """Add the operations commands to the top-level group and the ``keys`` group."""
+
+    @cli.command("reencrypt", help="Reseal every item not under the primary key (online, "
+                 "resumable). Exit 0 done, 1 some items failed verification, 2 stopped by "
+                 "an error.")
+    @click.argument("table")
+    @config_option
+    @_engine_options
+    @_exit_2_on_error
+    def reencrypt(table: str, config_path: str | None, as_json: bool, **opts: Any) -> int:
+        from ..config import Config
+        from .engine import run_job
+        from .reencrypt import ReencryptJob
+
+        sealed = Config.load(config_path).sealed_table(table)
+        summary = run_job(sealed, ReencryptJob(sealed), _run_options(opts))
+        return _report(summary, as_json)
