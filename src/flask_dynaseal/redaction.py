@@ -1,0 +1,180 @@
+"""Log redaction: secrets and personal data never reach a log handler.
+
+A :class:`RedactingFilter` goes on *handlers*, not loggers, because a logger's filter only sees
+records logged to that very logger, never those propagated from its children. It rewrites the
+record in place, once (every later handler sees the redacted record):
+
+- the rendered message (``msg % args``) is redacted and ``args`` cleared, so no formatter can
+  render the raw arguments again;
+- exception and stack text are rendered, redacted and kept as text; ``exc_info`` is dropped so
+  no handler re-renders the traceback (or reads its frames) unredacted;
+- ``extra`` fields are replaced whole when their name is sensitive, and redacted by shape
+  otherwise.
+
+By name (case-insensitive, anywhere in the name): ``password``, ``passwd``, ``token``,
+``authorization``, ``secret``, ``cookie``, ``api_key``, ``ssn``; plus exact names an app adds
+(the Flask extension adds every configured blind-index source and ``DYNASEAL_REDACT_FIELDS``).
+In text, ``name=value`` / ``name: value`` / ``"name": "value"`` pairs with such a name lose
+their value.
+
+By shape: US social security numbers written ``123-45-6789`` (or with spaces); card numbers of
+13 to 19 digits (spaces or dashes allowed) that start with 2 to 6 and pass the Luhn check;
+e-mail addresses; ``Bearer``/``Basic`` credentials; argon2 hashes; AWS access key ids.
+
+Deliberate limits, so that logs stay useful: a bare 9-digit number is *not* treated as an SSN
+(order ids, zip+4 codes and counters look the same; an SSN in a field named ``ssn`` is caught by
+name), and a digit run that fails Luhn or starts with 0, 1, 7, 8 or 9 is not a card number
+(millisecond timestamps start with 1). Redaction is a safety net under "never log it", not a
+licence to log it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["REDACTED", "RedactingFilter", "redact", "redact_mapping", "sensitive_name"]
+
+REDACTED = "[REDACTED]"
+
+_NAME_PARTS = ("password", "passwd", "token", "authorization", "secret", "cookie", "api_key",
+               "apikey", "ssn", "credential")
+_NAME_RE = "|".join(["api[_-]?key" if p == "api_key" else p for p in _NAME_PARTS
+                     if p != "apikey"])
+
+_NAMED_VALUE = re.compile(
+    r"(?i)(?P<name>[\w-]*(?:" + _NAME_RE + r")[\w-]*)(?P<sep>[\"']?\s*[:=]\s*)"
+    r"(?P<value>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|(?:bearer|basic)\s+[^\s,;&]+"
+    r"|[^\s\"',;&}\]]+)")
+_CREDENTIAL = re.compile(r"(?i)\b(?P<scheme>bearer|basic)\s+[A-Za-z0-9\-._~+/]+=*")
+_ARGON2 = re.compile(r"\$argon2(?:id|i|d)\$[A-Za-z0-9$=,+/.]+")
+_AWS_KEY_ID = re.compile(
+    r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|AROA|ANPA|ANVA|APKA)[A-Z0-9]{16}"
+    r"(?![A-Z0-9])")
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_SSN = re.compile(r"(?<![\w-])\d{3}(?P<sep>[- ])\d{2}(?P=sep)\d{4}(?![\w-])")
+_CARD = re.compile(r"(?<![\w.-])[2-6](?:[ -]?\d){12,18}(?![\w-])")
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _card(m: re.Match[str]) -> str:
+    digits = re.sub(r"[ -]", "", m.group(0))
+    return "[REDACTED:card]" if 13 <= len(digits) <= 19 and _luhn(digits) else m.group(0)
+
+
+def _named(m: re.Match[str]) -> str:
+    return f"{m.group('name')}{m.group('sep')}{REDACTED}"
+
+
+def redact(text: str) -> str:
+    """``text`` with secrets and personal data replaced (see the module docstring for what is
+    recognised, and what deliberately is not)."""
+    if not text:
+        return text
+    text = _NAMED_VALUE.sub(_named, text)
+    text = _CREDENTIAL.sub(lambda m: f"{m.group('scheme')} {REDACTED}", text)
+    text = _ARGON2.sub("[REDACTED:argon2]", text)
+    text = _AWS_KEY_ID.sub("[REDACTED:aws-key-id]", text)
+    text = _EMAIL.sub("[REDACTED:email]", text)
+    text = _SSN.sub("[REDACTED:ssn]", text)
+    return _CARD.sub(_card, text)
+
+
+def sensitive_name(name: str, exact: Iterable[str] = ()) -> bool:
+    """Is a field called ``name`` secret by its name alone? (``exact``: more names, any case)"""
+    return _sensitive(name, frozenset(e.lower() for e in exact))
+
+
+def _sensitive(name: str, exact: frozenset[str]) -> bool:
+    lowered = name.lower().replace("-", "_")
+    return lowered in exact or any(part in lowered for part in _NAME_PARTS)
+
+
+def _redact_value(value: Any, exact: frozenset[str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return REDACTED  # raw bytes in a log record are never needed and cannot be read safely
+    if isinstance(value, Mapping):
+        return _redact_mapping(value, exact)
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redact_value(v, exact) for v in value]
+    if value is None or isinstance(value, bool | float):
+        return value
+    # numbers (a card number as an int) and objects (their str is what a formatter renders)
+    text = str(value)
+    return value if redact(text) == text else REDACTED
+
+
+def _redact_mapping(data: Mapping[Any, Any], exact: frozenset[str]) -> dict[Any, Any]:
+    return {k: REDACTED if isinstance(k, str) and _sensitive(k, exact)
+            else _redact_value(v, exact) for k, v in data.items()}
+
+
+def redact_mapping(data: Mapping[Any, Any], names: Iterable[str] = ()) -> dict[Any, Any]:
+    """A copy of ``data`` (nested mappings and lists too) with values of sensitive names
+    replaced and every other value redacted by shape; for structured logs an app writes
+    itself. ``names`` are extra field names to drop (matched exactly, any case)."""
+    return _redact_mapping(data, frozenset(n.lower() for n in names))
+
+
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message", "asctime"}
+_MARK = "_dynaseal_redacted"
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts every record a handler is about to emit (see the module docstring).
+
+    Put it on handlers. It never drops a record, and it rewrites each record only once, so one
+    instance can sit on many handlers. ``names`` are extra field names whose values are always
+    replaced; :meth:`add_names` adds more later (the Flask extension adds each app's).
+    """
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._names = frozenset(n.lower() for n in names)
+
+    @property
+    def names(self) -> frozenset[str]:
+        return self._names
+
+    def add_names(self, names: Iterable[str]) -> None:
+        self._names = self._names | {n.lower() for n in names}  # one atomic swap
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, _MARK, False):
+            return True
+        names = self._names
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: keep what can be shown, redacted
+            message = f"{record.msg!s} (log arguments could not be formatted)"
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.exc_info = None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        fields = record.__dict__
+        for key in [k for k in fields if k not in _STANDARD]:
+            fields[key] = REDACTED if _sensitive(key, names) else _redact_value(
+                fields[key], names)
+        if "message" in fields:  # an earlier handler formatted it before this filter ran
+            record.message = record.msg
+        setattr(record, _MARK, True)
+        return True
