@@ -105,3 +105,19 @@ class Keyring(abc.ABC):
         abstract: a keyring that cannot wrap a foreign key only cannot be such a child.
         """
         raise TypeError(f"{type(self).__name__} cannot wrap a data key made by another keyring")
+
+    def derived_keys(self, purpose: str) -> list[bytes]:
+        """32-byte secrets derived with HKDF from every key of the keyset for one ``purpose``
+        (say ``"session-tokens"``), oldest first, the primary's last: a signer uses the last
+        and verifiers accept all, so rotating the keyset rotates them with fallbacks.
+
+        For an app's own secrets (token signing keys), kept with the other keys and apart from
+        every data key. Never log or show them. Not abstract: a keyring whose keys never leave
+        a key service (KMS) cannot derive such secrets and says so.
+        """
+        from ..errors import ConfigError
+
+        raise ConfigError(
+            f"{type(self).__name__} cannot derive app secrets (derived_keys): its keys never "
+            "leave the key service; use a local or Secrets Manager keyset for them"
+        )

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..errors import DynasealError
+from ..errors import ConfigError, DynasealError
 from .interface import PROVIDER_LOCAL, DataKey, Keyring, UnwrapError, WrappedKey
 
 __all__ = ["KeyInfo", "LocalKeyring", "parse_keyset"]
@@ -43,6 +43,7 @@ _FILE_TYPE = "dynaseal-local-keyset"
 _FILE_VERSION = 1
 _WRAP_LABEL = b"dynaseal/v1/local-wrap"
 _INDEX_LABEL = b"dynaseal/v1/blind-index"
+_APP_SECRET_LABEL = b"dynaseal/v1/app-secret"
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +307,20 @@ class LocalKeyring(Keyring):
             len(p).to_bytes(4, "big") + p for p in (table.encode(), attribute.encode())
         )
         return HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(self._index_root)
+
+    def derived_keys(self, purpose: str) -> list[bytes]:
+        # the label, the purpose and the key id in the HKDF info: a secret for one purpose says
+        # nothing about another purpose's, nor about the key's use for wrapping data keys
+        if not isinstance(purpose, str) or not purpose:
+            raise ConfigError("derived_keys: the purpose must be a non-empty string")
+        keys, primary = self._keys, self._primary
+        order = [k for k in keys.values() if k.key_id != primary] + [keys[primary]]
+        return [
+            HKDF(hashes.SHA256(), 32, salt=None, info=_APP_SECRET_LABEL + b"".join(
+                len(p).to_bytes(4, "big") + p for p in (purpose.encode(), k.key_id.encode())
+            )).derive(k.material)
+            for k in order
+        ]
 
 
 def parse_keyset(text: str, path: Path | None = None) -> tuple[LocalKeyring | None, str]:

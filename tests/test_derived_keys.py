@@ -1,0 +1,98 @@
+"""Keyring.derived_keys: app secrets (token signing keys) derived from the keyset, rotating
+with it."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+
+import pytest
+
+from dynaseal import ConfigError, DataKey, Keyring, LocalKeyring, WrappedKey
+from support import key_materials, secret_forms
+
+
+def test_one_32_byte_secret_per_key_deterministic(tmp_path):
+    path = tmp_path / "keys.json"
+    ring = LocalKeyring.generate(path)
+    first = ring.derived_keys("session-tokens")
+    assert len(first) == 1 and len(first[0]) == 32
+    assert LocalKeyring.load(path).derived_keys("session-tokens") == first
+    assert ring.derived_keys("session-tokens") == first
+
+
+def test_secrets_differ_per_purpose_and_from_every_key(tmp_path):
+    path = tmp_path / "keys.json"
+    ring = LocalKeyring.generate(path)
+    a, b = ring.derived_keys("session-tokens"), ring.derived_keys("csrf")
+    assert a != b
+    assert ring.index_key("t", "session-tokens") not in a
+    materials = {base64.b64decode(m) for m in key_materials(path)}
+    assert not materials & {*a, *b}
+
+
+def test_secrets_differ_per_keyset(tmp_path):
+    one = LocalKeyring.generate(tmp_path / "one.json")
+    two = LocalKeyring.generate(tmp_path / "two.json")
+    assert one.derived_keys("p") != two.derived_keys("p")
+
+
+def test_rotation_appends_the_new_primarys_secret(tmp_path):
+    path = tmp_path / "keys.json"
+    ring = LocalKeyring.generate(path)
+    before = ring.derived_keys("session-tokens")
+    ring.rotate()
+    after = LocalKeyring.load(path).derived_keys("session-tokens")
+    assert len(after) == 2
+    assert after[0] == before[0]  # verifiers still accept what the old primary signed
+    assert after[1] not in before  # the signer moves to the new primary's secret
+    ring.rotate()
+    assert LocalKeyring.load(path).derived_keys("session-tokens")[:2] == after
+
+
+def test_the_primarys_secret_is_last_even_when_it_is_not_the_newest(tmp_path):
+    path = tmp_path / "keys.json"
+    ring = LocalKeyring.generate(path)
+    old_id = ring.primary_key_id
+    ring.rotate()
+    both = ring.derived_keys("p")
+    back = ring.with_primary(old_id)  # an older key made primary again
+    assert back.derived_keys("p") == [both[1], both[0]]
+
+
+@pytest.mark.parametrize("purpose", ["", None, b"bytes"])
+def test_purpose_is_a_non_empty_string(keyring, purpose):
+    with pytest.raises(ConfigError, match="purpose must be a non-empty string"):
+        keyring.derived_keys(purpose)
+
+
+def test_secrets_never_in_repr(tmp_path):
+    path = tmp_path / "keys.json"
+    ring = LocalKeyring.generate(path)
+    for secret in ring.derived_keys("p"):
+        for form in (secret.hex(), repr(secret)):
+            assert form not in repr(ring)
+    for form in secret_forms(path):
+        assert form not in repr(ring)
+
+
+class _OpaqueKeyring(Keyring):
+    """A keyring whose keys never leave a key service, like KMS."""
+
+    def new_data_key(self, context: Mapping[str, str]) -> DataKey:
+        raise NotImplementedError
+
+    def decrypt_data_key(self, wrapped: Sequence[WrappedKey],
+                         context: Mapping[str, str]) -> bytes | None:
+        raise NotImplementedError
+
+    def index_key(self, table: str, attribute: str) -> bytes:
+        raise NotImplementedError
+
+
+def test_a_keyring_that_cannot_derive_says_so():
+    with pytest.raises(ConfigError) as e:
+        _OpaqueKeyring().derived_keys("session-tokens")
+    assert str(e.value) == ("_OpaqueKeyring cannot derive app secrets (derived_keys): its keys "
+                            "never leave the key service; use a local or Secrets Manager keyset "
+                            "for them")
