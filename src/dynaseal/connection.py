@@ -188,6 +188,14 @@ def aws_client(service: str, *, region: str | None = None, endpoint_url: str | N
     ``AWS_ENDPOINT_URL`` and the shared config, and what it resolved is checked before any
     request leaves the process. Retries are botocore's standard mode (exponential backoff with
     jitter, throttling included), ``max_attempts`` attempts in all.
+
+    botocore names the Secrets Manager variable ``AWS_ENDPOINT_URL_SECRETS_MANAGER`` (from the
+    service id); ``AWS_ENDPOINT_URL_SECRETSMANAGER`` (the client name) is honoured too.
     """
+    alias = f"AWS_ENDPOINT_URL_{service.upper()}"
+    if endpoint_url is None and os.environ.get(alias) and not any(
+            v.startswith("AWS_ENDPOINT_URL_") and v != alias and
+            v.replace("_", "") == alias.replace("_", "") for v in os.environ):
+        endpoint_url = os.environ[alias]
     return connect(service, region=region, endpoint_url=endpoint_url, verify=verify,
                    session=session, resource=False, max_attempts=max_attempts)
