@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.table import BatchWriter
 from botocore.exceptions import ClientError
 
 from .errors import DynasealError, InvalidItemError, ItemNotFoundError
@@ -326,7 +327,8 @@ class SealedBatchWriter:
 
     def __enter__(self) -> SealedBatchWriter:
         log.debug("dynamodb batch_write_item table=%s", self._table.name)
-        self._inner = self._table.table.batch_writer().__enter__()
+        # boto3's BatchWriter over the table's thread-safe client, not the resource's helper
+        self._inner = BatchWriter(self._table.name, self._table._client).__enter__()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
