@@ -8,7 +8,7 @@ material or item values; a failure is one line on stderr and exit status 1, a us
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .errors import DynasealError
 from .keyrings.local import LocalKeyring
 
-__all__ = ["cli", "config_option", "main"]
+__all__ = ["add_config_default", "cli", "config_option", "main"]
 
 
 class DynasealGroup(click.Group):
@@ -37,11 +37,32 @@ class DynasealGroup(click.Group):
         ctx.exit(1)
 
 
+_config_defaults: list[Callable[[], str | None]] = []
+
+
+def add_config_default(provider: Callable[[], str | None]) -> None:
+    """Let a host of this group supply ``--config``'s default: the Flask extension answers
+    the app's DYNASEAL_CONFIG under ``flask dynaseal``. The first provider that answers wins;
+    with none, Config.load falls back to $DYNASEAL_CONFIG, then ./dynaseal.toml."""
+    if provider not in _config_defaults:
+        _config_defaults.append(provider)
+
+
+def _default_config_path() -> str | None:
+    for provider in _config_defaults:
+        path = provider()
+        if path:
+            return path
+    return None
+
+
 def config_option(f: Any) -> Any:
-    """``--config PATH``, default $DYNASEAL_CONFIG, then ./dynaseal.toml."""
+    """``--config PATH``, default the Flask app's DYNASEAL_CONFIG under ``flask dynaseal``,
+    else $DYNASEAL_CONFIG, then ./dynaseal.toml."""
     return click.option(
-        "--config", "config_path", default=None, metavar="PATH",
-        help="config file (default: $DYNASEAL_CONFIG, then ./dynaseal.toml)",
+        "--config", "config_path", default=_default_config_path, metavar="PATH",
+        help="config file (default: under 'flask dynaseal' the app's DYNASEAL_CONFIG; else "
+             "$DYNASEAL_CONFIG, then ./dynaseal.toml)",
     )(f)
 
 

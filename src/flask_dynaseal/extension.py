@@ -19,9 +19,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import click
 from flask import Flask, current_app, has_app_context
+from flask.cli import NoAppException, ScriptInfo
 
 from dynaseal import Config, ConfigError, DynasealError, Keyring, SealedTable
+from dynaseal.cli import add_config_default
 from dynaseal.cli import cli as dynaseal_cli
 
 from . import logs
@@ -157,3 +160,25 @@ def _refresh_logging() -> None:
         logs.refresh(app)
     if not settings.unsafe_aws_debug_logs:
         logs.quiet_aws(sweep=False)
+
+
+def _cli_config_path() -> str | None:
+    """``--config``'s default under ``flask dynaseal``: the app's DYNASEAL_CONFIG, so the
+    commands act on what the app uses. None (the plain defaults) for an app without the
+    extension, or outside Flask's command line."""
+    if has_app_context():
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    else:
+        ctx = click.get_current_context(silent=True)
+        info = ctx.find_object(ScriptInfo) if ctx is not None else None
+        if info is None:
+            return None
+        try:
+            app = info.load_app()
+        except NoAppException:
+            return None
+    state = app.extensions.get(EXTENSION_KEY)
+    return str(state.settings.config_path) if isinstance(state, DynasealState) else None
+
+
+add_config_default(_cli_config_path)
