@@ -5,15 +5,19 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 PYTHON_CANDIDATES := python3.13 python3.12 python3.11 python3
 
-.PHONY: run test bench lint typecheck check deps clean help
+.PHONY: run demo test bench lint typecheck check deps clean help
 
 help:
-	@echo "make run    - demo on the embedded local stack (dynalite + a local key file)"
+	@echo "make run    - the users service on 127.0.0.1:5000 over the local stack (dynalite + a key file)"
+	@echo "make demo   - walkthrough of what dynaseal stores, on the same local stack"
 	@echo "make test   - the test suite (starts its own dynalite)"
 	@echo "make bench  - benchmarks against the alternatives"
 	@echo "make check  - lint, type check and tests"
 
 run: deps
+	$(BIN)/python -m dynaseal_users.devserver
+
+demo: deps
 	$(BIN)/python -m dynaseal.demo
 
 test: deps

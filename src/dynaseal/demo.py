@@ -1,4 +1,4 @@
-"""``make run``: dynaseal on the embedded local stack (dynalite + a local key file).
+"""``make demo``: dynaseal on the embedded local stack (dynalite + a local key file).
 
 Writes a user through dynaseal, then prints what DynamoDB actually stores next to what the app
 reads back, finds the user by e-mail through the blind index, and shows a tampered item refused.
@@ -12,6 +12,7 @@ import sys
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .config import Config
 from .devstack import LocalDynamoDB
@@ -51,7 +52,9 @@ def main() -> int:
     # Local stack only: dynalite ignores credentials, so dummy ones stand in when none are set.
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
-    with LocalDynamoDB(STATE / "dynalite", log_path=STATE / "dynalite.log") as server:
+    # on the port dynaseal.toml names (make run's 8000), else on a free one
+    port = urlsplit(config.dynamodb.endpoint_url or "").port
+    with LocalDynamoDB(STATE / "dynalite", port, log_path=STATE / "dynalite.log") as server:
         os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = server.endpoint_url
         print(f"dynalite listening on {server.endpoint_url}, data in {STATE / 'dynalite'}")
         for line in config.create_tables():

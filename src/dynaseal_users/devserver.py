@@ -1,0 +1,103 @@
+"""``make run``: the users service on the local stack, until Ctrl-C.
+
+First run: creates ``.dynaseal/`` (mode 0700), the development key file (mode 0600) and the
+tables. Every run: starts dynalite on the endpoint dynaseal.toml names (127.0.0.1:8000, so any
+DynamoDB client can look at the raw items), serves the app with gunicorn on 127.0.0.1:5000
+(gthread worker), and stops both on Ctrl-C. Development only: production runs gunicorn (or any
+WSGI server) on ``dynaseal_users:create_app()`` against AWS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from dynaseal import Config, DynasealError, LocalKeyring
+from dynaseal.devstack import LocalDynamoDB
+
+__all__ = ["BIND", "gunicorn_command", "main"]
+
+BIND = "127.0.0.1:5000"
+STATE = Path(".dynaseal")
+
+CURL = """\
+Try it in another terminal (register, log in, read your record, fail to read someone else's):
+
+  ID=$(curl -s {url}/users -H 'Content-Type: application/json' -d '{{"email": "ada@example.com",
+      "password": "correct horse battery", "name": "Ada Lovelace", "ssn": "078-05-1120",
+      "address": "12 St James Square, London"}}' | sed 's/.*"id":"\\([^"]*\\)".*/\\1/')
+  TOKEN=$(curl -s {url}/sessions -H 'Content-Type: application/json' \\
+      -d '{{"email": "ada@example.com", "password": "correct horse battery"}}' \\
+      | sed 's/.*"token":"\\([^"]*\\)".*/\\1/')
+  curl -s {url}/users/$ID -H "Authorization: Bearer $TOKEN"              # SSN masked
+  curl -s "{url}/users/$ID?reveal=ssn" -H "Authorization: Bearer $TOKEN"  # owner only
+  curl -s {url}/users/AAAAAAAAAAAAAAAAAAAAAA -H "Authorization: Bearer $TOKEN"  # 404
+
+The raw items, as DynamoDB stores them (any DynamoDB client works):
+
+  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1 \\
+      aws dynamodb scan --table-name {table} --endpoint-url {endpoint}
+"""
+
+
+def gunicorn_command(bind: str = BIND, threads: int = 8,
+                     app: str = "dynaseal_users:create_app()") -> list[str]:
+    """gunicorn serving the app: one gthread worker (the login rate limits are in memory, per
+    process), the bind address always explicit. The tests and the benchmark serve the app with
+    this same command."""
+    return [sys.executable, "-m", "gunicorn", "--bind", bind, "--worker-class", "gthread",
+            "--workers", "1", "--threads", str(threads), "--access-logfile", "-", app]
+
+
+def main() -> int:
+    STATE.mkdir(exist_ok=True)
+    os.chmod(STATE, 0o700)
+    config_path = Path(os.environ.get("DYNASEAL_CONFIG", "dynaseal.toml")).absolute()
+    config = Config.load(config_path)
+    if not config.keyring_path.exists():
+        ring = LocalKeyring.generate(config.keyring_path)
+        print(f"created key file {config.keyring_path} (mode 0600), key {ring.primary_key_id}")
+    endpoint = config.dynamodb.endpoint_url
+    port = urlsplit(endpoint or "").port
+    if endpoint is None or port is None:
+        raise DynasealError(f"{config_path}: make run needs dynamodb.endpoint_url, a loopback "
+                            "http:// URL with a port (dynalite is started there)")
+    # Local stack only: dynalite ignores credentials, so dummy ones stand in when none are set.
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    with LocalDynamoDB(STATE / "dynalite", port, log_path=STATE / "dynalite.log"):
+        for line in config.create_tables():
+            print(line)
+        url = f"http://{BIND}"
+        print(f"dynalite (local DynamoDB) on {endpoint}, data in {STATE / 'dynalite'}")
+        print(f"users service on {url}  (OpenAPI: {url}/openapi.json)  Ctrl-C stops both\n")
+        print(CURL.format(url=url, endpoint=endpoint, table=config.settings("users").table_name))
+        sys.stdout.flush()
+        env = {**os.environ, "DYNASEAL_CONFIG": str(config_path)}
+        server = subprocess.Popen(gunicorn_command(), env=env)  # noqa: S603
+        try:
+            return server.wait()
+        except KeyboardInterrupt:
+            # the terminal sent SIGINT to gunicorn too; make sure it is gone before dynalite
+            with contextlib.suppress(ProcessLookupError):
+                server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+            print("\nstopped gunicorn and dynalite")
+            return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except DynasealError as e:
+        print(f"make run: {e}", file=sys.stderr)
+        sys.exit(1)

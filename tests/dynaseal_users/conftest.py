@@ -1,0 +1,110 @@
+"""Fixtures of the users service tests: a config on the test dynalite, apps, a live gunicorn.
+
+Every app runs with the production argon2 profile unless a test lowers it explicitly (only a
+TESTING app accepts that). Login limits are raised here so failures in one test do not lock out
+the next; the rate-limit tests build their own apps with small limits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask
+from users_support import FlaskHttp, LiveHttp, UsersEnv
+
+from dynaseal import Config, LocalKeyring, SealedTable
+from dynaseal.devstack import LocalDynamoDB, free_port
+from dynaseal_users import create_app
+from dynaseal_users.devserver import gunicorn_command
+from support import base_doc, to_toml
+
+USERS_TABLE = {
+    "partition_key": "user_id",
+    "sign": ["owner", "role", "created_at", "token_version"],
+    "blind_indexes": {"email": {"attribute": "email_bidx", "bits": 32,
+                                "normalize": "casefold", "unique": True}},
+}
+HIGH_LIMITS = {"USERS_LOGIN_LIMIT_ADDRESS": "10000 per minute",
+               "USERS_LOGIN_LIMIT_ACCOUNT": "10000 per minute"}
+
+
+@pytest.fixture(scope="session")
+def users_env(tmp_path_factory: pytest.TempPathFactory, dynalite: LocalDynamoDB) -> UsersEnv:
+    """A dynaseal.toml naming the test dynalite, a key file, and the created users tables."""
+    root = tmp_path_factory.mktemp("users-service")
+    LocalKeyring.generate(root / "keys.json")
+    doc = base_doc(dynalite.endpoint_url)
+    doc["tables"] = {"users": {"table_name": f"users-svc-{os.getpid()}", **USERS_TABLE}}
+    path = root / "dynaseal.toml"
+    path.write_text(to_toml(doc), encoding="utf-8")
+    config = Config.load(path)
+    list(config.create_tables())
+    return UsersEnv(config_path=path, key_path=root / "keys.json", config=config)
+
+
+@pytest.fixture(scope="session")
+def make_app(users_env: UsersEnv) -> Callable[..., Flask]:
+    def make(**overrides: Any) -> Flask:
+        return create_app({"DYNASEAL_CONFIG": str(users_env.config_path), **HIGH_LIMITS,
+                           **overrides})
+    return make
+
+
+@pytest.fixture(scope="module")
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture(scope="session")
+def sealed_users(users_env: UsersEnv) -> SealedTable:
+    """The users table opened directly, as a second reader (raw items: ``.table``)."""
+    return users_env.config.sealed_table("users")
+
+
+@pytest.fixture(scope="session")
+def live_server(users_env: UsersEnv, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[LiveHttp]:
+    """gunicorn (the command ``make run`` uses) serving the app on a free loopback port."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    settings = {"DYNASEAL_CONFIG": str(users_env.config_path), **HIGH_LIMITS}
+    cmd = gunicorn_command(bind=f"127.0.0.1:{port}", threads=4,
+                           app=f"dynaseal_users:create_app({settings!r})")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([*cmd, "--log-level", "debug"], stdout=log,
+                                stderr=subprocess.STDOUT, env=dict(os.environ))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, log_path.read_text()
+            with contextlib.suppress(requests.ConnectionError):
+                if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "gunicorn did not answer in 30 s"
+            time.sleep(0.1)
+        yield LiveHttp(base, log_path)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(params=["flask", "gunicorn"])
+def http(request: pytest.FixtureRequest, app: Flask) -> FlaskHttp | LiveHttp:
+    """The same requests through Flask's test client and through a live gunicorn."""
+    if request.param == "flask":
+        return FlaskHttp(app.test_client())
+    live: LiveHttp = request.getfixturevalue("live_server")
+    return live
+
