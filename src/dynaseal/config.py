@@ -40,7 +40,7 @@ _DYNAMODB_KEYS = {"region", "endpoint_url", "verify", "use_ssl", "max_attempts"}
 _CREDENTIAL_KEYS = {"aws_access_key_id", "aws_secret_access_key", "aws_session_token",
                     "access_key", "secret_key", "session_token"}
 _TABLE_KEYS = {"table_name", "partition_key", "partition_key_type", "sort_key", "sort_key_type",
-               "sign", "plain", "blind_indexes"}
+               "sign", "plain", "blind_indexes", "migrating_from", "ddbec"}
 _INDEX_KEYS = {"attribute", "bits", "normalize", "unique"}
 _KEY_TYPES = {"S", "N", "B"}
 
@@ -103,6 +103,10 @@ class TableSettings:
     table_name: str
     schema: Schema
     key_types: tuple[str, ...]
+    migrating_from: str | None = None
+    """``plaintext`` or ``ddbec`` while a ``dynaseal migrate`` runs (see docs/OPERATIONS.md)."""
+    ddbec: Mapping[str, Any] | None = None
+    """The legacy SDK's material provider (``[tables.X.ddbec]``), for ``--from ddbec``."""
 
 
 @dataclass
@@ -194,8 +198,17 @@ class Config:
     def sealed_table(self, name: str) -> SealedTable:
         """A ready SealedTable for the table configured as ``[tables.<name>]``."""
         t = self.settings(name)
+        reader = self.migration_reader(name, t.migrating_from) if t.migrating_from else None
         return SealedTable(self.resource().Table(t.table_name), schema=t.schema,
-                           keyring=self.keyring())
+                           keyring=self.keyring(), migrating_from=reader)
+
+    def migration_reader(self, name: str, source: str) -> Any:
+        """The reader of items in their pre-migration ``source`` form (dynaseal.ops.readers)."""
+        from .ops.readers import reader_from_config
+
+        t = self.settings(name)
+        return reader_from_config(source, t.table_name, t.schema, t.ddbec,
+                                  f"{self.path}: tables.{name}")
 
     def create_tables(self, only: list[str] | None = None) -> Iterator[str]:
         """Create configured tables with the GSIs their blind indexes need (local dev, tests)."""
@@ -372,4 +385,10 @@ def _table(name: str, spec: Any, err: Any) -> TableSettings:
         schema = Schema(pk, sk, sign=sign, plain=plain, blind_indexes=indexes)
     except ConfigError as e:
         raise err(where, str(e).removeprefix("schema: ")) from None
-    return TableSettings(name, table_name, schema, tuple(types))
+    migrating_from = spec.get("migrating_from")
+    if migrating_from is not None and migrating_from not in ("plaintext", "ddbec"):
+        raise err(f"{where}.migrating_from", "must be \"plaintext\" or \"ddbec\"")
+    ddbec = spec.get("ddbec")
+    if ddbec is not None and not isinstance(ddbec, Mapping):
+        raise err(f"{where}.ddbec", "must be a table")
+    return TableSettings(name, table_name, schema, tuple(types), migrating_from, ddbec)

@@ -6,6 +6,7 @@ happens; it logs the operation, the table and at most the primary key, never an 
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -13,16 +14,20 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.conditions import Key
 from boto3.dynamodb.table import BatchWriter
 from botocore.exceptions import ClientError
 
+from .conditions import unchanged_condition
 from .errors import DynasealError, InvalidItemError, ItemNotFoundError
 from .keyrings.interface import Keyring
 from .schema import HEADER_ATTRIBUTE, Schema
 from .sealer import ItemSealer, describe_key
+from .tables import claims_table_name
+from .unique import UniqueGuard
 
 if TYPE_CHECKING:
+    from .ops.readers import MigrationReader
     from .scoped import ScopedTable
 
 __all__ = ["SealedBatchWriter", "SealedTable"]
@@ -53,17 +58,23 @@ class SealedTable:
     keyring must be thread-safe too (the keyrings dynaseal ships are).
     """
 
-    def __init__(self, table: Any, *, schema: Schema, keyring: Keyring) -> None:
+    def __init__(self, table: Any, *, schema: Schema, keyring: Keyring,
+                 migrating_from: MigrationReader | None = None) -> None:
         self._table = table
+        self.migrating_from = migrating_from
+        """During a migration (``dynaseal migrate``): reads items not yet sealed, so the app
+        reads both forms (writes are always sealed). None: an unsealed item is an
+        IntegrityError. See :mod:`dynaseal.ops.readers`."""
         self._client: Any = table.meta.client
         self.name: str = table.name
         self.schema = schema
         self.sealer = ItemSealer(self.name, schema, keyring)
         self._unique: Any = None
         if any(ix.unique for ix in schema.blind_indexes.values()):
-            from .unique import UniqueGuard
-
-            self._unique = UniqueGuard(self)
+            self._unique = UniqueGuard(
+                self.sealer, self._request,
+                functools.partial(self._request, target=self._client,
+                                  TableName=claims_table_name(self.name)))
 
     def __repr__(self) -> str:
         return f"SealedTable({self.name!r}, keyring={self.sealer.keyring!r})"
@@ -118,14 +129,14 @@ class SealedTable:
                     ) -> dict[str, Any] | None:
         response = self._request("put_item", key=stored, Item=stored, **kwargs)
         old = response.get("Attributes")
-        return self.sealer.open(old) if old else None
+        return self._open(old) if old else None
 
     def get_item(self, key: Mapping[str, Any], **kwargs: Any) -> dict[str, Any] | None:
         """Read, verify and decrypt one item; None if it does not exist."""
         _refuse(kwargs, {"Key"} | _PARTIAL_READ_ARGS, "get_item")
         k = self._key(key)
         stored = self._request("get_item", key=k, Key=k, **kwargs).get("Item")
-        return None if stored is None else self.sealer.open(stored)
+        return None if stored is None else self._open(stored)
 
     def delete_item(self, key: Mapping[str, Any], **kwargs: Any) -> dict[str, Any] | None:
         """Delete one item. With ``ReturnValues="ALL_OLD"`` returns the opened old item."""
@@ -135,7 +146,19 @@ class SealedTable:
             return self._unique.delete(k, kwargs)  # type: ignore[no-any-return]
         response = self._request("delete_item", key=k, Key=k, **kwargs)
         old = response.get("Attributes")
-        return self.sealer.open(old) if old else None
+        return self._open(old) if old else None
+
+    def _open(self, stored: Mapping[str, Any]) -> dict[str, Any]:
+        if self.migrating_from is not None and HEADER_ATTRIBUTE not in stored:
+            return self.migrating_from.read(stored)
+        return self.sealer.open(stored)
+
+    def _unchanged(self, stored: Mapping[str, Any]) -> dict[str, Any]:
+        """The condition of a write that replaces ``stored``: its seal, which changes at
+        every write, is still the one read (an unsealed item: its reader says how)."""
+        if self.migrating_from is not None and HEADER_ATTRIBUTE not in stored:
+            return self.migrating_from.unchanged(stored)
+        return unchanged_condition(stored, self.schema.plain)
 
     def _key(self, key: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(key, Mapping):
@@ -168,7 +191,7 @@ class SealedTable:
         while True:
             page = self._request(operation, **kwargs)
             for stored in page.get("Items", []):
-                yield self.sealer.open(stored)
+                yield self._open(stored)
             last = page.get("LastEvaluatedKey")
             if not last:
                 return
@@ -195,7 +218,7 @@ class SealedTable:
             for attempt in range(_MAX_BATCH_ATTEMPTS):
                 response = self._request("batch_get_item", target=client, RequestItems=request)
                 for stored in response.get("Responses", {}).get(self.name, []):
-                    item = self.sealer.open(stored)
+                    item = self._open(stored)
                     found[self.sealer._key_bytes(stored)] = item
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
@@ -268,24 +291,31 @@ class SealedTable:
             stored = self._request("get_item", key=k, Key=k, ConsistentRead=True).get("Item")
             if stored is None:
                 raise ItemNotFoundError("update_item", self.name, where)
-            previous = self.sealer.open(stored)
-            if _scope is not None and not _scope(previous):
-                raise ItemNotFoundError("update_item", self.name, where)
-            item = dict(previous)
-            for name in removals:
-                item.pop(name, None)
-            item.update(changes)
-            new_stored = self.sealer.seal(item)
-            condition = Attr(HEADER_ATTRIBUTE).eq(stored[HEADER_ATTRIBUTE])
+            previous: dict[str, Any] = {}
+            item: dict[str, Any] = {}
             try:
+                previous = self._open(stored)
+                if _scope is not None and not _scope(previous):
+                    raise ItemNotFoundError("update_item", self.name, where)
+                item = dict(previous)
+                for name in removals:
+                    item.pop(name, None)
+                item.update(changes)
+                new_stored = self.sealer.seal(item)
+                condition = self._unchanged(stored)
                 if self._unique is not None:
-                    self._unique.put(item, new_stored, {"ConditionExpression": condition},
-                                     previous=previous)
+                    # an item still in its pre-migration form holds no claims yet
+                    self._unique.put(item, new_stored, condition, previous=previous
+                                     if HEADER_ATTRIBUTE in stored else None)
                 else:
-                    self._request("put_item", key=k, Item=new_stored,
-                                  ConditionExpression=condition)
-            except ClientError as e:
-                if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    self._request("put_item", key=k, Item=new_stored, **condition)
+            except BaseException as e:
+                # whatever failed, the decrypted item (attributes the caller never asked for,
+                # another owner's item refused by a scope) is gone from every frame's locals
+                previous.clear()
+                item.clear()
+                if not (isinstance(e, ClientError) and e.response.get("Error", {}).get("Code")
+                        == "ConditionalCheckFailedException"):
                     raise
                 log.debug("update_item table=%s %s: conflict, retrying", self.name, where)
                 _backoff(min(attempt, 6))

@@ -112,3 +112,25 @@ def add_commands(cli: click.Group, keys: click.Group,
         sealed = Config.load(config_path).sealed_table(table)
         summary = run_job(sealed, ReencryptJob(sealed), _run_options(opts))
         return _report(summary, as_json)
+
+    @cli.command("migrate", help="Seal, in place and online, the items of a table written "
+                 "in plaintext or by the legacy dynamodb-encryption-sdk (resumable). Exit 0 "
+                 "done, 1 some items could not be read, 2 stopped by an error.")
+    @click.argument("table")
+    @click.option("--from", "source", required=True,
+                  type=click.Choice(["plaintext", "ddbec"]),
+                  help="what the items are now")
+    @config_option
+    @_engine_options
+    @_exit_2_on_error
+    def migrate(table: str, source: str, config_path: str | None, as_json: bool,
+                **opts: Any) -> int:
+        from ..config import Config
+        from .engine import run_job
+        from .migrate import MigrateJob
+
+        config = Config.load(config_path)
+        sealed = config.sealed_table(table)
+        job = MigrateJob(sealed, config.migration_reader(table, source))
+        summary = run_job(sealed, job, _run_options(opts))
+        return _report(summary, as_json, written="sealed")
