@@ -205,18 +205,18 @@ def _pair(unique_table: Any, keyring: LocalKeyring) -> tuple[SealedTable, Sealed
 def _delay_item_put(monkeypatch: pytest.MonkeyPatch, a: SealedTable,
                     meanwhile: Callable[[], None]) -> list[str]:
     """Before A's first item put_item: sleep past the lease, then run ``meanwhile``."""
-    original = a._request
+    original = a._unique._request  # the guard's requests on the item table
     events: list[str] = []
 
-    def slow(operation: str, key: Any = None, target: Any = None, **kwargs: Any) -> Any:
-        if operation == "put_item" and target is None and not events:
+    def slow(operation: str, key: Any = None, **kwargs: Any) -> Any:
+        if operation == "put_item" and not events:
             events.append("delayed")
             time.sleep(PAST_LEASE)
             meanwhile()
             events.append("meanwhile done")
-        return original(operation, key=key, target=target, **kwargs)
+        return original(operation, key=key, **kwargs)
 
-    monkeypatch.setattr(a, "_request", slow)
+    monkeypatch.setattr(a._unique, "_request", slow)
     return events
 
 
@@ -276,7 +276,7 @@ def test_slow_promotion_after_the_item_landed_keeps_the_value(unique_table, keyr
     original = a._unique._promote
     outcome: list[BaseException | None] = []
 
-    def slow_promote(cid: bytes, token: bytes) -> bool:
+    def slow_promote(cid: bytes, token: bytes, lease: int) -> bool:
         if not outcome:
             time.sleep(PAST_LEASE)
             try:
@@ -284,7 +284,7 @@ def test_slow_promotion_after_the_item_landed_keeps_the_value(unique_table, keyr
                 outcome.append(None)
             except UniqueConstraintError as e:
                 outcome.append(e)
-        return original(cid, token)
+        return original(cid, token, lease)
 
     monkeypatch.setattr(a._unique, "_promote", slow_promote)
     assert a.put_item(_user("a", "ada@example.com")) is None
@@ -308,16 +308,16 @@ AMBIGUOUS = [
 def _fail_item_put(monkeypatch: pytest.MonkeyPatch, a: SealedTable,
                    error: Callable[[], BaseException], *, after: bool) -> None:
     """A's item put_item raises ``error()``, after performing the put when ``after``."""
-    original = a._request
+    original = a._unique._request  # the guard's requests on the item table
 
-    def flaky(operation: str, key: Any = None, target: Any = None, **kwargs: Any) -> Any:
-        if operation == "put_item" and target is None:
+    def flaky(operation: str, key: Any = None, **kwargs: Any) -> Any:
+        if operation == "put_item":
             if after:
-                original(operation, key=key, target=target, **kwargs)
+                original(operation, key=key, **kwargs)
             raise error()
-        return original(operation, key=key, target=target, **kwargs)
+        return original(operation, key=key, **kwargs)
 
-    monkeypatch.setattr(a, "_request", flaky)
+    monkeypatch.setattr(a._unique, "_request", flaky)
 
 
 @pytest.mark.parametrize("error", AMBIGUOUS)

@@ -272,7 +272,7 @@ def test_twenty_concurrent_writers_one_winner(users, dynalite, keyring, round_):
 def _crash_after_claim(users: SealedTable, uid: str, email: str) -> None:
     """The writer reserved the value (pending claim) and died before writing its item."""
     index = users.schema.blind_indexes["email"]
-    cid, token, fresh = users._unique._acquire("email", index, email, {"user_id": uid})
+    cid, token, _lease, fresh = users._unique._acquire("email", index, email, {"user_id": uid})
     assert fresh is True
     assert len(token) == 16
     claim = claim_for(users, email)

@@ -186,97 +186,108 @@ class ItemSealer:
     def seal(self, item: Mapping[str, Any]) -> dict[str, Any]:
         """Return the item to store: encrypted, signed, ready for ``Table.put_item``."""
         # The hot path of the library: inlined by hand, measured by bench/run.py.
-        key_bytes = self._key_bytes(item)
-        plan = self._plans.get(tuple(item))
-        if plan is None:
-            plan = self._plan(item)
-        size = plan.fixed_size
         out: dict[str, Any] = {}
-        for name in plan.keys:
-            value = item[name]
-            if type(value) is str and value.isascii():
-                out[name] = value
-                size += len(value)
-            else:
-                out[name] = codec.storable(value, name)
-                size += codec.value_size(value)
-        for name in plan.plain:
-            value = item[name]
-            codec.encode_value(value, name)
-            out[name] = codec.storable(value, name)
-            size += codec.value_size(value)
         signed_chunks: list[bytes] = []
-        for name, index in plan.signed:
-            if index is not None:
-                digest = index[1].compute(self._index_key(index[0]), item[index[0]])
-                out[name] = digest
-                size += len(digest)
-                signed_chunks.append(lp(b"\x03" + digest))
-                continue
-            value = item[name]
-            encoded = codec.encode_value(value, name)
-            if type(value) is str:
-                out[name] = value
-                size += len(encoded) - 1
-            else:
+        payloads: list[bytes] = []
+        try:
+            key_bytes = self._key_bytes(item)
+            plan = self._plans.get(tuple(item))
+            if plan is None:
+                plan = self._plan(item)
+            size = plan.fixed_size
+            for name in plan.keys:
+                value = item[name]
+                if type(value) is str and value.isascii():
+                    out[name] = value
+                    size += len(value)
+                else:
+                    out[name] = codec.storable(value, name)
+                    size += codec.value_size(value)
+            for name in plan.plain:
+                value = item[name]
+                codec.encode_value(value, name)
                 out[name] = codec.storable(value, name)
                 size += codec.value_size(value)
-            signed_chunks.append(lp(encoded))
+            for name, index in plan.signed:
+                if index is not None:
+                    digest = index[1].compute(self._index_key(index[0]), item[index[0]])
+                    out[name] = digest
+                    size += len(digest)
+                    signed_chunks.append(lp(b"\x03" + digest))
+                    continue
+                value = item[name]
+                encoded = codec.encode_value(value, name)
+                if type(value) is str:
+                    out[name] = value
+                    size += len(encoded) - 1
+                else:
+                    out[name] = codec.storable(value, name)
+                    size += codec.value_size(value)
+                signed_chunks.append(lp(encoded))
 
-        # every value is checked and encoded before a data key exists: a refused item costs no
-        # key (a KMS call, one use of a cached key) and leaves none in a traceback
-        payloads: list[bytes] = []
-        types: bytearray | None = None  # None while every encrypted value is a str
-        for name in plan.encrypted:
-            value = item[name]
-            raw = None
-            if type(value) is str:
-                try:
-                    raw = value.encode("utf-8")
-                except UnicodeEncodeError:
-                    raw = None  # encode_payload raises, outside this handler
-            if raw is None:
-                tag, raw = codec.encode_payload(value, name)
-                if types is None:
-                    types = bytearray(_S_BYTE * len(payloads))
-                types.append(tag)
-            elif types is not None:
-                types.append(T_S)
-            payloads.append(raw)
-            size += len(raw)
-        size += TAG_BYTES * len(payloads)
-        if size > codec.MAX_ITEM_BYTES:
-            raise self._too_big(size)
+            # every value is checked and encoded before a data key exists: a refused item costs
+            # no key (a KMS call, one use of a cached key) and leaves none in a traceback
+            types: bytearray | None = None  # None while every encrypted value is a str
+            for name in plan.encrypted:
+                value = item[name]
+                raw = None
+                if type(value) is str:
+                    try:
+                        raw = value.encode("utf-8")
+                    except UnicodeEncodeError:
+                        raw = None  # encode_payload raises, outside this handler
+                if raw is None:
+                    tag, raw = codec.encode_payload(value, name)
+                    if types is None:
+                        types = bytearray(_S_BYTE * len(payloads))
+                    types.append(tag)
+                elif types is not None:
+                    types.append(T_S)
+                payloads.append(raw)
+                size += len(raw)
+            size += TAG_BYTES * len(payloads)
+            if size > codec.MAX_ITEM_BYTES:
+                raise self._too_big(size)
 
-        data_key = self.keyring.new_data_key(self._context)
-        salt = b"" if data_key.single_use else secrets.token_bytes(SALT_BYTES)
-        mac, enc_key = _item_keys(data_key.plaintext, salt)
-        encrypt = AESGCM(enc_key).encrypt
-        aad_prefix = _AAD_LABEL + self._table_lp + key_bytes
-        chunks = [_SIG_LABEL, self._table_lp, key_bytes, b""]  # [3]: lp(header), set below
-        if types is None:
-            for (name, nonce, suffix_s), raw in zip(plan.encrypting_str, payloads, strict=True):
-                ct = encrypt(nonce, raw, aad_prefix + suffix_s)
-                out[name] = ct
-                chunks.append(ct[-TAG_BYTES:])
-            names = plan.names_all_str
-        else:
-            for (name, nonce, suffix), raw, tag in zip(plan.encrypting, payloads, types,
-                                                       strict=True):
-                ct = encrypt(nonce, raw, aad_prefix + suffix + _TYPE_BYTES[tag])
-                out[name] = ct
-                chunks.append(ct[-TAG_BYTES:])
-            names = plan.encrypted_names + types + plan.signed_names
-        header = header_bytes(FORMAT_VERSION, salt, data_key.wrapped, names)
-        chunks[3] = lp(header)
-        chunks += signed_chunks
-        mac.update(b"".join(chunks))
-        out[HEADER_ATTRIBUTE] = header + mac.finalize()
-        size += len(header)
-        if size > codec.MAX_ITEM_BYTES:
-            del data_key, mac, enc_key, encrypt  # no key material left in the traceback
-            raise self._too_big(size)
-        return out
+            data_key = self.keyring.new_data_key(self._context)
+            salt = b"" if data_key.single_use else secrets.token_bytes(SALT_BYTES)
+            mac, enc_key = _item_keys(data_key.plaintext, salt)
+            encrypt = AESGCM(enc_key).encrypt
+            aad_prefix = _AAD_LABEL + self._table_lp + key_bytes
+            chunks = [_SIG_LABEL, self._table_lp, key_bytes, b""]  # [3]: lp(header), set below
+            if types is None:
+                for (name, nonce, suffix_s), raw in zip(plan.encrypting_str, payloads,
+                                                        strict=True):
+                    ct = encrypt(nonce, raw, aad_prefix + suffix_s)
+                    out[name] = ct
+                    chunks.append(ct[-TAG_BYTES:])
+                names = plan.names_all_str
+            else:
+                for (name, nonce, suffix), raw, tag in zip(plan.encrypting, payloads, types,
+                                                           strict=True):
+                    ct = encrypt(nonce, raw, aad_prefix + suffix + _TYPE_BYTES[tag])
+                    out[name] = ct
+                    chunks.append(ct[-TAG_BYTES:])
+                names = plan.encrypted_names + types + plan.signed_names
+            header = header_bytes(FORMAT_VERSION, salt, data_key.wrapped, names)
+            chunks[3] = lp(header)
+            chunks += signed_chunks
+            mac.update(b"".join(chunks))
+            out[HEADER_ATTRIBUTE] = header + mac.finalize()
+            size += len(header)
+            if size > codec.MAX_ITEM_BYTES:
+                raise self._too_big(size)  # the handler below drops the keys
+            return out
+        except BaseException:
+            # a failure leaves no plaintext (the caller's item may be a decrypted one, as in
+            # update_item) and no key in this frame's locals, for error reporters that record
+            # them; the dicts and lists are ours, so they are emptied, not only unbound
+            out.clear()
+            signed_chunks.clear()
+            payloads.clear()
+            item = value = raw = encoded = None  # type: ignore[assignment]
+            data_key = mac = enc_key = encrypt = None  # type: ignore[assignment]
+            raise
 
     def _too_big(self, size: int) -> InvalidItemError:
         return InvalidItemError(

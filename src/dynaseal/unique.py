@@ -7,11 +7,22 @@ the claim. A claim is ``pending`` (with a lease) while its owner writes the item
 
 Crashes never block a value forever, because a claim is only trusted as long as the truth agrees:
 a writer that meets another owner's held claim, or a pending one whose lease ran out, reads that
-owner's item, and if the item does not hold the value the claim is stale and is taken over with a
-write conditioned on the claim's token. The truth check fails closed: an owner item this process
-cannot open counts as holding the value. A write that outlives its lease finds its claim taken
-over when it tries to mark it held; it then rolls its item back (conditioned on its own seal)
-and raises UniqueConstraintError, so the writer that took the claim keeps the value.
+owner's item, and if the item does not hold the value the claim is stale and is taken over. The
+truth check fails closed: an owner item this process cannot open counts as holding the value.
+
+Every transition of a claim is a write conditioned on the whole state it was decided from
+(token, state and lease, as read), never on part of it: a decision taken on a claim that has
+changed since (its owner marked it held meanwhile, say) fails and is taken again on what the
+claim is now. A write that outlives its lease finds its claim taken over when it tries to mark
+it held; it then rolls its item back (conditioned on its own write) and raises
+UniqueConstraintError, so the writer that took the claim keeps the value. The state machine is
+drawn in docs/BLIND_INDEXES.md.
+
+The guard works on a narrow interface, not on SealedTable: an ItemSealer (key encoding, opening,
+the keyring's index keys) and two request functions, ``request(operation, key=None, **kwargs)``
+on the sealed table and ``claims_request(operation, **kwargs)`` on the claims table, both taking
+and returning resource-layer values. ``on_step``, when set, is called with the name of each step
+just before its request: the seam a test scheduler uses to interleave writers deterministically.
 """
 
 from __future__ import annotations
@@ -19,48 +30,85 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from boto3.dynamodb.conditions import Attr
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 
 from .blind_index import BlindIndex
+from .conditions import unchanged_condition
 from .errors import DynasealError, IntegrityError, UniqueConstraintError
-from .schema import HEADER_ATTRIBUTE
-from .sealer import describe_key
+from .sealer import ItemSealer, describe_key
 from .tables import claims_table_name
 
-if TYPE_CHECKING:
-    from .table import SealedTable
-
-__all__ = ["UniqueGuard"]
+__all__ = ["HELD", "PENDING", "Request", "UniqueGuard"]
 
 log = logging.getLogger("dynaseal")
+
+Request = Callable[..., Any]
+"""``request(operation, key=None, **kwargs)``: one DynamoDB request, resource-layer values."""
 
 _CLAIM_LABEL = b"dynaseal/v1/claim"
 _MAX_ROUNDS = 10
 PENDING = "pending"
 HELD = "held"
 
+# A claim item: {"claim": id, "owner": key, "token": 16 random bytes, "state": PENDING or HELD,
+# "lease_until": epoch milliseconds, only while PENDING}. A new token at every write of the
+# claim, so (token, state) never comes back once changed.
+_STATE_NAMES = {"#t": "token", "#s": "state", "#l": "lease_until"}
+
 
 def _conditional_failed(e: ClientError) -> bool:
     return bool(e.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
 
 
-class UniqueGuard:
-    """Enforces the unique blind indexes of one SealedTable."""
+def _as_read(claim: Mapping[str, Any]) -> dict[str, Any]:
+    """Condition: the claim is still exactly as read (token, state, lease: present or absent)."""
+    values: dict[str, Any] = {}
+    clauses = []
+    for placeholder, attr in _STATE_NAMES.items():
+        value = claim.get(attr)
+        if value is None:
+            clauses.append(f"attribute_not_exists({placeholder})")
+        else:
+            ref = ":" + placeholder[1:]
+            values[ref] = bytes(value) if attr == "token" else value
+            clauses.append(f"{placeholder} = {ref}")
+    out: dict[str, Any] = {"ConditionExpression": " AND ".join(clauses),
+                           "ExpressionAttributeNames": dict(_STATE_NAMES)}
+    if values:
+        out["ExpressionAttributeValues"] = values
+    return out
 
-    def __init__(self, table: SealedTable, lease_seconds: float = 30.0) -> None:
-        self._table = table
-        self._client = table.table.meta.client
-        self.claims_table = claims_table_name(table.name)
+
+def _ours_pending(token: bytes, lease_until: int) -> dict[str, Any]:
+    """Condition: the claim is the pending one we wrote (our token, our lease)."""
+    return _as_read({"token": token, "state": PENDING, "lease_until": lease_until})
+
+
+class UniqueGuard:
+    """Enforces the unique blind indexes of one table."""
+
+    def __init__(self, sealer: ItemSealer, request: Request, claims_request: Request, *,
+                 lease_seconds: float = 30.0) -> None:
+        self.sealer = sealer
+        self.table_name = sealer.table_name
+        self.schema = sealer.schema
+        self._request = request
+        self._claims = claims_request
+        self.claims_table = claims_table_name(self.table_name)
         self.lease_seconds = lease_seconds
-        self._indexes = [(src, ix) for src, ix in table.schema.blind_indexes.items() if ix.unique]
+        self.on_step: Callable[[str], None] | None = None
+        self._indexes = [(src, ix) for src, ix in self.schema.blind_indexes.items() if ix.unique]
         self._keys: dict[str, bytes] = {}
+
+    def _step(self, name: str) -> None:
+        if self.on_step is not None:
+            self.on_step(name)
 
     # -- claims -----------------------------------------------------------------------------
 
@@ -74,66 +122,51 @@ class UniqueGuard:
     def _claim_key(self, source: str) -> bytes:
         key = self._keys.get(source)
         if key is None:
-            key = self._table.sealer.keyring.index_key(self._table.name, "\x00claim\x00" + source)
+            key = self.sealer.keyring.index_key(self.table_name, "\x00claim\x00" + source)
             self._keys[source] = key
         return key
 
-    def _call(self, operation: str, **kwargs: Any) -> Any:
-        # The resource's client (de)serialises resource-layer values itself.
-        return self._table._request(operation, target=self._client,
-                                    TableName=self.claims_table, **kwargs)
-
-    def _get(self, cid: bytes) -> dict[str, Any] | None:
-        item: dict[str, Any] | None = self._call("get_item", Key={"claim": cid},
-                                                 ConsistentRead=True).get("Item")
+    def _get(self, cid: bytes, step: str = "claim:read") -> dict[str, Any] | None:
+        self._step(step)
+        item: dict[str, Any] | None = self._claims("get_item", Key={"claim": cid},
+                                                   ConsistentRead=True).get("Item")
         return item
 
-    def _write(self, cid: bytes, owner: Mapping[str, Any], token: bytes,
-               expected_token: bytes | None) -> bool:
-        lease_until = int((time.time() + self.lease_seconds) * 1000)
-        item = {
-            "claim": cid,
-            "owner": dict(owner),
-            "token": token,
-            "state": PENDING,
-            "lease_until": lease_until,
-        }
-        if expected_token is None:
-            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(claim)"}
-        else:
-            condition = {"ConditionExpression": "#t = :t",
-                         "ExpressionAttributeNames": {"#t": "token"},
-                         "ExpressionAttributeValues": {":t": expected_token}}
+    def _conditional(self, step: str, operation: str, **kwargs: Any) -> bool:
+        """A conditional claim request: False if its condition failed."""
+        self._step(step)
         try:
-            self._call("put_item", Item=item, **condition)
+            self._claims(operation, **kwargs)
         except ClientError as e:
             if _conditional_failed(e):
                 return False
             raise
         return True
 
-    def _promote(self, cid: bytes, token: bytes) -> bool:
-        """Mark a claim held; False if it is no longer ours (taken over after its lease)."""
-        try:
-            self._call("update_item", Key={"claim": cid},
-                       UpdateExpression="SET #s = :held REMOVE lease_until",
-                       ConditionExpression="#t = :t",
-                       ExpressionAttributeNames={"#s": "state", "#t": "token"},
-                       ExpressionAttributeValues={":held": HELD, ":t": token})
-        except ClientError as e:
-            if not _conditional_failed(e):
-                raise
-            return False
-        return True
+    def _write(self, step: str, cid: bytes, owner: Mapping[str, Any], token: bytes,
+               expected: Mapping[str, Any] | None) -> int | None:
+        """Write our pending claim over ``expected`` (the claim as read; None: no claim).
+        Returns the lease written, or None if the claim is no longer as read."""
+        lease_until = int((time.time() + self.lease_seconds) * 1000)
+        item = {"claim": cid, "owner": dict(owner), "token": token, "state": PENDING,
+                "lease_until": lease_until}
+        if expected is None:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(claim)"}
+        else:
+            condition = _as_read(expected)
+        return lease_until if self._conditional(step, "put_item", Item=item,
+                                                **condition) else None
 
-    def _delete(self, cid: bytes, token: bytes) -> None:
-        try:
-            self._call("delete_item", Key={"claim": cid}, ConditionExpression="#t = :t",
-                       ExpressionAttributeNames={"#t": "token"},
-                       ExpressionAttributeValues={":t": token})
-        except ClientError as e:
-            if not _conditional_failed(e):
-                raise
+    def _promote(self, cid: bytes, token: bytes, lease_until: int) -> bool:
+        """Mark our pending claim held; False if it is no longer ours (taken over after its
+        lease). A claim another writer already marked held for us (it saw our item) is ours."""
+        if self._conditional("claim:promote", "update_item", Key={"claim": cid},
+                             UpdateExpression="SET #s = :held REMOVE #l",
+                             **_with_value(_ours_pending(token, lease_until), ":held", HELD)):
+            return True
+        claim = self._get(cid, "claim:reread")
+        return (claim is not None and bytes(claim.get("token", b"")) == token
+                and claim.get("state") == HELD)
 
     def _live(self, claim: Mapping[str, Any]) -> bool:
         lease = claim.get("lease_until")
@@ -145,7 +178,7 @@ class UniqueGuard:
         if not isinstance(owner, dict):
             return False
         try:
-            return self._table.sealer._key_bytes(owner) == owner_bytes
+            return self.sealer._key_bytes(owner) == owner_bytes
         except (KeyError, DynasealError):
             return False
 
@@ -160,12 +193,12 @@ class UniqueGuard:
         if not isinstance(owner, dict):
             return False
         try:
-            key = self._table.sealer.key_of(owner)
+            key = self.sealer.key_of(owner)
         except DynasealError:
             return False
+        self._step("owner:read")
         try:
-            stored = self._table._request("get_item", key=key, Key=key,
-                                          ConsistentRead=True).get("Item")
+            stored = self._request("get_item", key=key, Key=key, ConsistentRead=True).get("Item")
         except ClientError as e:
             if e.response.get("Error", {}).get("Code") == "ValidationException":
                 return False  # the owner key does not fit the table: no item can hold it
@@ -173,63 +206,72 @@ class UniqueGuard:
         if stored is None:
             return False
         try:
-            item = self._table.sealer.open(stored)
+            item = self.sealer.open(stored)
         except IntegrityError:
             log.warning("dynaseal: the holder of a %r claim cannot be opened here; treating "
-                        "the value as held (table %s)", source, self._table.name)
+                        "the value as held (table %s)", source, self.table_name)
             return True
-        if source not in item:
-            return False
-        try:
-            return index.normalized(item[source]) == index.normalized(value)
-        except DynasealError:
-            return False
+        held = source in item and _normal_or_none(index, item[source]) == index.normalized(value)
+        item.clear()  # another owner's item: nothing of it outlives this check
+        return held
 
     def _acquire(self, source: str, index: BlindIndex, value: Any,
-                 owner: Mapping[str, Any]) -> tuple[bytes, bytes, bool]:
-        """Reserve ``value`` for ``owner``: (claim id, token, whether the claim is new to us)."""
+                 owner: Mapping[str, Any]) -> tuple[bytes, bytes, int, bool]:
+        """Reserve ``value`` for ``owner``: (claim id, token, lease, whether the claim is new
+        to us, so that giving it back deletes it)."""
         cid = self.claim_id(source, index, value)
         token = secrets.token_bytes(16)
-        if self._write(cid, owner, token, None):
-            return cid, token, True
-        owner_bytes = self._table.sealer._key_bytes(owner)
-        where = describe_key(self._table.schema, owner)
+        lease = self._write("claim:create", cid, owner, token, None)
+        if lease is not None:
+            return cid, token, lease, True
+        owner_bytes = self.sealer._key_bytes(owner)
+        where = describe_key(self.schema, owner)
         for _ in range(_MAX_ROUNDS):
             claim = self._get(cid)
             if claim is None:
-                if self._write(cid, owner, token, None):
-                    return cid, token, True
+                lease = self._write("claim:create", cid, owner, token, None)
+                if lease is not None:
+                    return cid, token, lease, True
                 continue
-            old_token = bytes(claim["token"]) if "token" in claim else b""
             if self._same_owner(claim, owner_bytes):
-                if self._write(cid, owner, token, old_token):
-                    return cid, token, False
+                lease = self._write("claim:reclaim", cid, owner, token, claim)
+                if lease is not None:
+                    return cid, token, lease, False
                 continue
             if self._live(claim):
-                raise UniqueConstraintError(self._table.name, source, where)
+                raise UniqueConstraintError(self.table_name, source, where)
             if self._owner_holds(claim, source, index, value):
                 if claim.get("state") == PENDING:
-                    self._promote(cid, old_token)
-                raise UniqueConstraintError(self._table.name, source, where)
-            log.info("dynaseal: taking over a stale %r claim (table %s)", source,
-                     self._table.name)
-            if self._write(cid, owner, token, old_token):
-                return cid, token, True
+                    self._conditional("claim:promote-other", "update_item", Key={"claim": cid},
+                                      UpdateExpression="SET #s = :held REMOVE #l",
+                                      **_with_value(_as_read(claim), ":held", HELD))
+                raise UniqueConstraintError(self.table_name, source, where)
+            log.info("dynaseal: taking over a stale %r claim (table %s)", source, self.table_name)
+            lease = self._write("claim:takeover", cid, owner, token, claim)
+            if lease is not None:
+                return cid, token, lease, True
         raise DynasealError(
             f"unique index {source!r}: claim still contended after {_MAX_ROUNDS} rounds "
-            f"(table {self._table.name!r}, key {where})"
+            f"(table {self.table_name!r}, key {where})"
         )
+
+    def _still_ours(self, source: str, index: BlindIndex, value: Any,
+                    owner_bytes: bytes) -> bool:
+        """An unchanged value: is its claim still this owner's? (If a slow write of ours
+        brought the value back after the claim had been taken over, it is not.)"""
+        claim = self._get(self.claim_id(source, index, value), "claim:check")
+        return claim is not None and self._same_owner(claim, owner_bytes)
 
     def _release(self, source: str, index: BlindIndex, value: Any,
                  owner: Mapping[str, Any]) -> None:
         """Drop our claim on a value we no longer hold, unless the truth says otherwise."""
         cid = self.claim_id(source, index, value)
-        claim = self._get(cid)
-        if claim is None or not self._same_owner(claim, self._table.sealer._key_bytes(owner)):
+        claim = self._get(cid, "claim:release-read")
+        if claim is None or not self._same_owner(claim, self.sealer._key_bytes(owner)):
             return
         if self._live(claim) or self._owner_holds(claim, source, index, value):
             return
-        self._delete(cid, bytes(claim["token"]))
+        self._conditional("claim:delete", "delete_item", Key={"claim": cid}, **_as_read(claim))
 
     # -- the operations SealedTable delegates -----------------------------------------------
 
@@ -239,16 +281,20 @@ class UniqueGuard:
 
         If a claim was taken over while the write was under way (the write outlived the
         lease), the write is rolled back and the value is left to the writer that took it.
+        With ``previous`` (the item as read, the write conditional on it), a value that does
+        not change keeps its claim if the claim is still this owner's.
         """
-        owner = self._table.sealer.key_of(item)
-        acquired: list[tuple[str, bytes, bytes, bool]] = []
+        owner = self.sealer.key_of(item)
+        owner_bytes = self.sealer._key_bytes(owner)
+        acquired: list[tuple[str, bytes, bytes, int, bool]] = []
         try:
             for source, index in self._indexes:
                 if source not in item:
                     continue
                 if (previous is not None and source in previous
-                        and index.normalized(previous[source]) == index.normalized(item[source])):
-                    continue  # unchanged, and the write is conditional on that previous item
+                        and index.normalized(previous[source]) == index.normalized(item[source])
+                        and self._still_ours(source, index, item[source], owner_bytes)):
+                    continue
                 acquired.append((source, *self._acquire(source, index, item[source], owner)))
         except BaseException:
             self._abandon(acquired)  # nothing was written
@@ -256,56 +302,67 @@ class UniqueGuard:
         call = dict(kwargs)
         want_old = call.get("ReturnValues") == "ALL_OLD"
         call["ReturnValues"] = "ALL_OLD"
+        self._step("item:write")
         try:
-            response = self._table._request("put_item", key=stored, Item=stored, **call)
+            response = self._request("put_item", key=stored, Item=stored, **call)
         except ClientError:
             self._abandon(acquired)  # DynamoDB answered with an error: nothing was written
             raise
         # Any other failure (a timeout, a reset connection) may come after the write landed:
         # the pending claims then stay, and their lease and the truth check settle them.
-        lost = [source for source, cid, token, _ in acquired if not self._promote(cid, token)]
+        lost = [source for source, cid, token, lease, _ in acquired
+                if not self._promote(cid, token, lease)]
         old_stored = response.get("Attributes")
         if lost:
             self._roll_back(stored, old_stored)
-            raise UniqueConstraintError(self._table.name, lost[0],
-                                        describe_key(self._table.schema, owner))
-        old = previous
+            raise UniqueConstraintError(self.table_name, lost[0],
+                                        describe_key(self.schema, owner))
+        old: dict[str, Any] | None = None
         if old_stored:
             try:
-                old = self._table.sealer.open(old_stored)
+                old = self.sealer.open(old_stored)
             except IntegrityError:
                 if want_old:
                     raise
-                old = None
+        replaced = old if old is not None else previous
+        try:
+            if replaced is not None:
+                self._release_changed(replaced, item, owner)
+        except BaseException:
+            if old is not None:
+                old.clear()  # a decrypted item the caller may not have asked for
+            raise
+        if want_old and old is not None:
+            return old
         if old is not None:
-            self._release_changed(old, item, owner)
-        return dict(old) if want_old and old_stored and old is not None else None
+            old.clear()
+        return None
 
-    def _abandon(self, acquired: list[tuple[str, bytes, bytes, bool]]) -> None:
+    def _abandon(self, acquired: list[tuple[str, bytes, bytes, int, bool]]) -> None:
         """Give back claims taken for a write that did not happen (re-claims stay pending)."""
-        for _source, cid, token, fresh in acquired:
+        for _source, cid, token, lease, fresh in acquired:
             if fresh:
-                self._delete(cid, token)
+                self._conditional("claim:abandon", "delete_item", Key={"claim": cid},
+                                  **_ours_pending(token, lease))
 
     def _roll_back(self, stored: Mapping[str, Any], old_stored: Mapping[str, Any] | None
                    ) -> None:
         """Undo our write, on condition that nobody has written the item since."""
-        key = self._table.sealer.key_of(stored)
-        unchanged = Attr(HEADER_ATTRIBUTE).eq(stored[HEADER_ATTRIBUTE])
+        key = self.sealer.key_of(stored)
+        unchanged = unchanged_condition(stored, self.schema.plain)
+        self._step("item:rollback")
         try:
             if old_stored:
-                self._table._request("put_item", key=key, Item=old_stored,
-                                     ConditionExpression=unchanged)
+                self._request("put_item", key=key, Item=old_stored, **unchanged)
             else:
-                self._table._request("delete_item", key=key, Key=key,
-                                     ConditionExpression=unchanged)
+                self._request("delete_item", key=key, Key=key, **unchanged)
         except ClientError as e:
             if not _conditional_failed(e):
                 raise
             raise DynasealError(
                 f"a unique claim was lost during a slow write and the item has changed since, "
-                f"so the write could not be rolled back (table {self._table.name!r}, key "
-                f"{describe_key(self._table.schema, key)})"
+                f"so the write could not be rolled back (table {self.table_name!r}, key "
+                f"{describe_key(self.schema, key)})"
             ) from None
 
     def _release_changed(self, old: Mapping[str, Any], new: Mapping[str, Any],
@@ -321,17 +378,35 @@ class UniqueGuard:
         call = dict(kwargs)
         want_old = call.get("ReturnValues") == "ALL_OLD"
         call["ReturnValues"] = "ALL_OLD"
-        response = self._table._request("delete_item", key=key, Key=key, **call)
+        self._step("item:delete")
+        response = self._request("delete_item", key=key, Key=key, **call)
         old_stored = response.get("Attributes")
         if not old_stored:
             return None
         try:
-            old = self._table.sealer.open(old_stored)
+            old = self.sealer.open(old_stored)
         except IntegrityError:
             if want_old:
                 raise
             return None
-        self._release_changed(old, {}, key)
-        return old if want_old else None
+        try:
+            self._release_changed(old, {}, key)
+        except BaseException:
+            old.clear()  # a decrypted item the caller may not have asked for
+            raise
+        if want_old:
+            return old
+        old.clear()
+        return None
 
 
+def _with_value(condition: dict[str, Any], ref: str, value: Any) -> dict[str, Any]:
+    values = {**condition.get("ExpressionAttributeValues", {}), ref: value}
+    return {**condition, "ExpressionAttributeValues": values}
+
+
+def _normal_or_none(index: BlindIndex, value: Any) -> bytes | None:
+    try:
+        return index.normalized(value)
+    except DynasealError:
+        return None
