@@ -398,3 +398,109 @@ def test_localhost_is_loopback_only_if_it_resolves_to_loopback_only(monkeypatch)
         check_endpoint("http://localhost:8000")
     monkeypatch.setattr(socket, "getaddrinfo", resolver("127.0.0.53"))
     assert is_loopback("localhost") is True
+
+
+# -- finding 4: update_item keeps a concurrent change to a plain attribute -----------------------
+
+SSN = "078-05-1120"
+
+
+def _plain_table(make_table: Callable[..., Any], keyring: LocalKeyring, unique: bool
+                 ) -> SealedTable:
+    indexes = ({"email": BlindIndex("email_bidx", bits=32, normalize="casefold", unique=True)}
+               if unique else {})
+    schema = Schema("user_id", sign=["created_at", "role"], plain=["ttl", "counter"],
+                    blind_indexes=indexes)
+    table = make_table(gsis=("email_bidx",) if unique else (), claims=unique)
+    return SealedTable(table, schema=schema, keyring=keyring)
+
+
+def _before_first_put(monkeypatch: pytest.MonkeyPatch, t: SealedTable,
+                      meanwhile: Callable[[], None]) -> list[str]:
+    """Run ``meanwhile`` just before the first item put_item reaches DynamoDB: a concurrent
+    writer landing between update_item's read and its write."""
+    events: list[str] = []
+
+    def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+        def request(operation: str, key: Any = None, **kwargs: Any) -> Any:
+            if operation == "put_item" and "TableName" not in kwargs and not events:
+                events.append("concurrent write")
+                meanwhile()
+            return original(operation, key=key, **kwargs)
+        return request
+
+    monkeypatch.setattr(t, "_request", wrap(t._request))
+    guard = getattr(t, "_unique", None)
+    if guard is not None and hasattr(guard, "_request"):
+        monkeypatch.setattr(guard, "_request", wrap(guard._request))
+    return events
+
+
+CONCURRENT = {
+    # name: (plain attributes before, raw update expression, values, plain attributes after)
+    "set-new-ttl": ({}, "SET #a = :v", {":v": 1900000000}, {"ttl": 1900000000}),
+    "set-ttl": ({"ttl": 1}, "SET #a = :v", {":v": 1900000000}, {"ttl": 1900000000}),
+    "remove-ttl": ({"ttl": 1}, "REMOVE #a", None, {}),
+    "add-counter": ({"counter": 41}, "ADD #b :v", {":v": 1}, {"counter": 42}),
+    "add-new-counter": ({}, "ADD #b :v", {":v": 1}, {"counter": 1}),
+}
+
+
+@pytest.mark.parametrize("unique", [False, True], ids=["plain-table", "unique-index"])
+@pytest.mark.parametrize("case", CONCURRENT)
+def test_concurrent_plain_change_during_update_item_is_kept(make_table, keyring, monkeypatch,
+                                                            unique, case):
+    t = _plain_table(make_table, keyring, unique)
+    before, expression, values, after = CONCURRENT[case]
+    t.put_item({"user_id": "u1", "created_at": "2026-01-01", "role": "member",
+                "email": "ada@example.com", "ssn": SSN, **before})
+
+    def concurrent() -> None:
+        request: dict[str, Any] = {"Key": {"user_id": "u1"}, "UpdateExpression": expression,
+                                   "ExpressionAttributeNames": {
+                                       k: v for k, v in (("#a", "ttl"), ("#b", "counter"))
+                                       if k in expression}}
+        if values:
+            request["ExpressionAttributeValues"] = values
+        t.table.meta.client.update_item(TableName=t.name, **request)
+
+    events = _before_first_put(monkeypatch, t, concurrent)
+    result = t.update_item({"user_id": "u1"}, set={"role": "admin"})
+    assert events == ["concurrent write"]
+    expected = {"user_id": "u1", "created_at": "2026-01-01", "role": "admin",
+                "email": "ada@example.com", "ssn": SSN,
+                **{k: Decimal(v) for k, v in after.items()}}
+    assert result == expected
+    monkeypatch.undo()
+    assert t.get_item({"user_id": "u1"}, ConsistentRead=True) == expected
+
+
+# -- finding 7: a failed update leaves no decrypted item in frame locals -------------------------
+
+
+def test_failed_update_item_leaves_no_decrypted_item_in_frame_locals(make_table, keyring):
+    t = _plain_table(make_table, keyring, unique=True)
+    t.put_item({"user_id": "u1", "created_at": "x", "email": "ada@example.com", "ssn": SSN,
+                "address": {"street": "1 Secret Lane"}})
+    t.put_item({"user_id": "u2", "created_at": "x", "email": "bob@example.com"})
+    needles = [SSN, "Secret Lane"]
+    with pytest.raises(UniqueConstraintError) as taken:
+        t.update_item({"user_id": "u1"}, set={"email": "BOB@example.com"})
+    with pytest.raises(InvalidItemError) as invalid:
+        t.update_item({"user_id": "u1"}, set={"score": 1.5})
+    for e in (taken, invalid):
+        assert leaks(e.value, needles) == []
+    item = t.get_item({"user_id": "u1"})
+    assert item is not None
+    assert item["ssn"] == SSN
+
+
+def test_failed_seal_leaves_no_plaintext_in_frame_locals(keyring):
+    sealer = ItemSealer("t", Schema("user_id", sign=["role"]), keyring)
+    with pytest.raises(InvalidItemError) as e:
+        sealer.seal({"user_id": "u1", "ssn": SSN, "role": "r", "zz": 1.5})
+    assert leaks(e.value, [SSN, SSN.encode().hex()]) == []
+    big = {"user_id": "u1", "ssn": SSN, "blob": b"x" * (400 * 1024 - 150)}
+    with pytest.raises(InvalidItemError, match="over DynamoDB's") as too_big:
+        sealer.seal(big)
+    assert leaks(too_big.value, [SSN]) == []
