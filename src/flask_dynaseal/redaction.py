@@ -19,7 +19,8 @@ their value.
 
 By shape: US social security numbers written ``123-45-6789`` (or with spaces); card numbers of
 13 to 19 digits (spaces or dashes allowed) that start with 2 to 6 and pass the Luhn check;
-e-mail addresses; ``Bearer``/``Basic`` credentials; argon2 hashes; AWS access key ids.
+e-mail addresses (URL-encoded ones too); ``Bearer``/``Basic`` credentials; argon2 hashes; AWS
+access key ids.
 
 Deliberate limits, so that logs stay useful: a bare 9-digit number is *not* treated as an SSN
 (order ids, zip+4 codes and counters look the same; an SSN in a field named ``ssn`` is caught by
@@ -53,7 +54,8 @@ _ARGON2 = re.compile(r"\$argon2(?:id|i|d)\$[A-Za-z0-9$=,+/.]+")
 _AWS_KEY_ID = re.compile(
     r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|AROA|ANPA|ANVA|APKA)[A-Z0-9]{16}"
     r"(?![A-Z0-9])")
-_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# also URL-encoded (``ada%40example.com`` in a query string of an access log)
+_EMAIL = re.compile(r"(?<![\w.+%-])(?:[\w.+-]|%[0-9A-Fa-f]{2})+(?:@|%40)[\w-]+(?:\.[\w-]+)+")
 _SSN = re.compile(r"(?<![\w-])\d{3}(?P<sep>[- ])\d{2}(?P=sep)\d{4}(?![\w-])")
 _CARD = re.compile(r"(?<![\w.-])[2-6](?:[ -]?\d){12,18}(?![\w-])")
 

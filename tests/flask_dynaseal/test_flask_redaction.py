@@ -24,6 +24,7 @@ from flask_dynaseal.logs import process_filter
     ("amex 378282246310005", "amex [REDACTED:card]"),
     ("mail Ada.Lovelace+x@example.co.uk now", "mail [REDACTED:email] now"),
     ("to: d\u00e9j\u00e0@b\u00fccher.example", "to: [REDACTED:email]"),
+    ("GET /r?email=ada%2Bx%40example.com&n=1", "GET /r?email=[REDACTED:email]&n=1"),
     ("Authorization: Bearer eyJhbGciOi.J9.sig-_x=", "Authorization: [REDACTED]"),
     ("header bearer abc.DEF-123", "header bearer [REDACTED]"),
     ("Basic dXNlcjpwYXNz", "Basic [REDACTED]"),
