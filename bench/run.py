@@ -18,8 +18,11 @@ from pathlib import Path
 from crypto_bench import blob_bench, user_item_bench
 from dynamodb_bench import dynamodb_bench
 from harness import REPEATS, machine_lines
+from kms_bench import kms_bench
 
 SECTIONS = {"user": user_item_bench, "blob": blob_bench, "dynamodb": dynamodb_bench}
+
+SECTIONS["kms"] = kms_bench
 
 
 def _offline_aws_env() -> None:
@@ -27,7 +30,7 @@ def _offline_aws_env() -> None:
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                       AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1")
     for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL",
-                 "AWS_ENDPOINT_URL_DYNAMODB"):
+                 "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_KMS"):
         os.environ.pop(name, None)
 
 

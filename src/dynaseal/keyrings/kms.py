@@ -5,7 +5,7 @@ Why it is cheap: the KMS encryption context is the same for every item of a tabl
 items. Per-item values (the primary key, attribute names and types) are bound locally by the
 format's associated data and signature, and the sealer adds a random 16-byte salt to every item
 sealed under a shared data key, so each item still gets its own encryption key. On the way
-back, unwrapped keys are cached by a hash of (key ARN, wrapped blob, context): a process
+back, unwrapped keys are cached by (wrapped blob, context), hashed by a dict: a process
 reading any number of items sealed under one data key makes one ``Decrypt`` call.
 
 Why it is strict: the keyring is given one key ARN and never asks KMS to decrypt under any
@@ -18,7 +18,6 @@ the key ARN and the operation. Nothing is ever sealed without a key from KMS.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import threading
@@ -88,19 +87,15 @@ def kms_error(operation: str, key_arn: str, e: Exception) -> KeyringError:
     return KeyringError("KMS", operation, key_arn, f"KMS unreachable ({type(e).__name__})")
 
 
-def _context_digest(key_arn: str, blob: bytes, context: Mapping[str, str]) -> bytes:
-    parts = [key_arn.encode(), blob]
-    for k, v in sorted(context.items()):
-        parts += [k.encode(), v.encode()]
-    return hashlib.sha256(b"".join(len(p).to_bytes(4, "big") + p for p in parts)).digest()
+def _open_key(blob: bytes, context: Mapping[str, str]) -> tuple[bytes, tuple[tuple[str, str], ...]]:
+    """The cache key of an unwrapped data key: the wrapped blob and the context (one key ARN
+    per keyring). A tuple, hashed by the dict, rather than a digest: this runs for every item
+    opened, and the blob is already in memory."""
+    return blob, tuple(context.items())
 
 
 def _data_key_size(dk: DataKey) -> int:
     return len(dk.plaintext) + sum(len(w.ciphertext) + len(w.key_id) for w in dk.wrapped)
-
-
-def _secret_size(s: Secret) -> int:
-    return len(s) + 64
 
 
 class KmsKeyring(Keyring):
@@ -157,10 +152,10 @@ class KmsKeyring(Keyring):
     # -- Keyring ----------------------------------------------------------------------------
 
     def new_data_key(self, context: Mapping[str, str]) -> DataKey:
-        ctx = dict(context)
-        return self.seal_cache.get(("seal", tuple(sorted(ctx.items()))),
-                                   lambda: self._generate(ctx), size=_data_key_size,
-                                   max_uses=self.cache_max_items)
+        # keyed on the context as given (the sealer's is one fixed dict per table): the same
+        # context in another order only costs another entry
+        return self.seal_cache.get(tuple(context.items()), lambda: self._generate(dict(context)),
+                                   size=_data_key_size, max_uses=self.cache_max_items)
 
     def _generate(self, ctx: dict[str, str]) -> DataKey:
         try:
@@ -178,8 +173,8 @@ class KmsKeyring(Keyring):
             raise KeyringError("KMS", "GenerateDataKey", self.key_arn,
                                "KMS answered for another key or with a malformed data key")
         # a key just made is also a key to open: items this process seals open with no call
-        self.open_cache.put(_context_digest(self.key_arn, blob, ctx), Secret(plaintext),
-                            size=len(plaintext) + 64)
+        self.open_cache.put(_open_key(blob, ctx), Secret(plaintext),
+                            size=len(plaintext) + len(blob) + 64)
         return DataKey(plaintext, (WrappedKey(PROVIDER_AWS_KMS, self.key_arn, blob),),
                        single_use=False)
 
@@ -190,10 +185,10 @@ class KmsKeyring(Keyring):
                 break
         else:
             return None
-        ctx = dict(context)
         blob = w.ciphertext
-        secret = self.open_cache.get(_context_digest(self.key_arn, blob, ctx),
-                                     lambda: self._decrypt(blob, ctx), size=_secret_size)
+        secret = self.open_cache.get(_open_key(blob, context),
+                                     lambda: self._decrypt(blob, dict(context)),
+                                     size=lambda s: len(s) + len(blob) + 64)
         return secret.value
 
     def _decrypt(self, blob: bytes, ctx: dict[str, str]) -> Secret:
@@ -234,8 +229,8 @@ class KmsKeyring(Keyring):
         blob = response.get("CiphertextBlob")
         if response.get("KeyId") != self.key_arn or not isinstance(blob, bytes) or not blob:
             raise KeyringError("KMS", "Encrypt", self.key_arn, "KMS answered for another key")
-        self.open_cache.put(_context_digest(self.key_arn, blob, ctx), Secret(plaintext),
-                            size=len(plaintext) + 64)
+        self.open_cache.put(_open_key(blob, ctx), Secret(plaintext),
+                            size=len(plaintext) + len(blob) + 64)
         return WrappedKey(PROVIDER_AWS_KMS, self.key_arn, blob)
 
     def index_key(self, table: str, attribute: str) -> bytes:
