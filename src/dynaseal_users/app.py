@@ -84,7 +84,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         openapi=openapi("dynaseal users service", "1.0.0"),
     )
     app.extensions["dynaseal_users"] = service
-    limiter = Limiter(get_remote_address, app=app, key_prefix="login")
+    limiter = service.limiter = Limiter(get_remote_address, app=app, key_prefix="login")
 
     def account() -> str:
         """The per-account bucket: an HMAC of the normalised e-mail, never the e-mail."""

@@ -66,8 +66,9 @@ class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-Email = Annotated[str, StringConstraints(min_length=3, max_length=254,
-                                         pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+# No \s: it means different things to pydantic (Rust), Python and JSON Schema (ECMA 262).
+Email = Annotated[str, StringConstraints(
+    min_length=3, max_length=254, pattern=r"^[^@ \t\r\n]+@[^@ \t\r\n]+\.[^@ \t\r\n]+$")]
 Password = Annotated[str, StringConstraints(min_length=12, max_length=1024)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Address = Annotated[str, StringConstraints(min_length=1, max_length=500)]

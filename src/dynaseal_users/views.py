@@ -50,6 +50,7 @@ class Service:
     passwords: Passwords
     tokens: Tokens
     openapi: dict[str, Any]
+    limiter: Any = None  # flask-limiter keeps only a weak reference: this one keeps it alive
 
     def users(self) -> SealedTable:
         return self.dynaseal.table(self.table)
@@ -103,6 +104,8 @@ def _view(actor: dict[str, Any], user_id: str) -> Any:
 
 def _record(actor: dict[str, Any], user_id: str) -> tuple[Any, dict[str, Any]]:
     view = _view(actor, user_id)
+    if user_id == actor["user_id"]:
+        return view, actor  # read through this same view by authenticate(), just now
     item = view.get_item({"user_id": user_id}, ConsistentRead=True)
     if item is None:
         raise _not_found()

@@ -8,6 +8,7 @@ import base64
 import secrets
 from typing import Any
 
+from boto3.dynamodb.types import Binary
 from flask import Flask
 from users_support import FlaskHttp, registration
 
@@ -22,8 +23,7 @@ def _texts(value: Any) -> list[bytes]:
         return [t for k, v in value.items() for t in (k.encode(), *_texts(v))]
     if isinstance(value, list | set | tuple):
         return [t for v in value for t in _texts(v)]
-    raw = bytes(value) if not isinstance(value, str | int | float) and value is not None \
-        else str(value).encode()
+    raw = bytes(value) if isinstance(value, bytes | bytearray | Binary) else str(value).encode()
     return [raw, base64.b64encode(raw), raw.hex().encode()]
 
 

@@ -1,0 +1,251 @@
+"""Section 4: the users service under load, against a minimal insecure version of its routes.
+
+Both apps run under gunicorn with the same settings (``dynaseal_users.devserver.
+gunicorn_command``: one gthread worker, 8 threads, bound to 127.0.0.1) over the same dynalite.
+The insecure app is the tutorial version: plaintext items, no token, no owner check, no
+validation, plaintext password comparison. locust (headless, FastHttpUser, in a subprocess)
+drives each target for a fixed time, loopback only. Figures only: nothing asserts on timing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import requests
+from boto3.dynamodb.conditions import Key
+from flask import Flask, jsonify, request
+
+from dynaseal import Config, LocalKeyring
+from dynaseal.devstack import LocalDynamoDB, free_port
+from dynaseal_users.devserver import gunicorn_command
+
+SECONDS = int(os.environ.get("USERS_BENCH_SECONDS", "15"))
+LOCUST_USERS = 8
+SEEDED = 16
+PASSWORD = "correct horse battery staple"
+HERE = Path(__file__).resolve().parent
+
+LOCUSTFILE = '''
+import json, os, random
+from locust import constant
+from locust.contrib.fasthttp import FastHttpUser
+from locust import task
+
+DATA = json.load(open(os.environ["USERS_BENCH_DATA"]))
+ROUTE = os.environ["USERS_BENCH_ROUTE"]
+
+
+class Client(FastHttpUser):
+    wait_time = constant(0)
+
+    @task
+    def go(self):
+        user = random.choice(DATA)
+        if ROUTE == "get":
+            self.client.get("/users/" + user["id"], name="GET /users/<id>",
+                            headers={"Authorization": "Bearer " + user["token"]})
+        else:
+            with self.client.post("/sessions", name="POST /sessions", catch_response=True,
+                                  json={"email": user["email"], "password": user["password"]}
+                                  ) as r:
+                if r.status_code != 201:
+                    r.failure(f"status {r.status_code}")
+'''
+
+
+# -- the insecure version ------------------------------------------------------------------------
+
+
+def insecure_app(table_name: str, endpoint: str) -> Flask:
+    """The same routes written the tutorial way: plaintext items, no checks at all."""
+    app = Flask("users_insecure")
+    table = boto3.resource("dynamodb", endpoint_url=endpoint, region_name="us-east-1"
+                           ).Table(table_name)
+
+    @app.post("/users")
+    def register() -> Any:
+        body = request.get_json()
+        user_id = os.urandom(16).hex()
+        table.put_item(Item={"user_id": user_id, **body})
+        return jsonify(id=user_id), 201
+
+    @app.post("/sessions")
+    def login() -> Any:
+        body = request.get_json()
+        found = table.query(IndexName="email", KeyConditionExpression=Key("email").eq(
+            body["email"]))["Items"]
+        if not found or found[0]["password"] != body["password"]:
+            return jsonify(error="invalid"), 401
+        return jsonify(token=found[0]["user_id"], expires_in=900), 201
+
+    @app.get("/users/<user_id>")
+    def read(user_id: str) -> Any:
+        item = table.get_item(Key={"user_id": user_id}).get("Item")
+        if item is None:
+            return jsonify(error="not found"), 404
+        return jsonify({k: v for k, v in item.items() if k != "password"})
+
+    return app
+
+
+# -- running --------------------------------------------------------------------------------------
+
+
+def _serve(app_spec: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    cmd = gunicorn_command(bind=f"127.0.0.1:{port}", app=app_spec)
+    cmd = [*cmd[:-1], "--pythonpath", str(HERE), "--access-logfile", "/dev/null", cmd[-1]]
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            requests.get(base + "/users/x", timeout=1)
+            return proc, base
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"gunicorn did not start; see {log}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _locust(tmp: Path, base: str, route: str, data: list[dict[str, str]], tag: str
+            ) -> dict[str, float]:
+    (tmp / "locustfile.py").write_text(LOCUSTFILE)
+    data_path = tmp / f"{tag}.json"
+    data_path.write_text(json.dumps(data))
+    prefix = tmp / tag
+    env = {**os.environ, "USERS_BENCH_DATA": str(data_path), "USERS_BENCH_ROUTE": route}
+    subprocess.run([sys.executable, "-m", "locust", "-f", str(tmp / "locustfile.py"),
+                    "--headless", "-u", str(LOCUST_USERS), "-r", str(LOCUST_USERS),
+                    "-t", f"{SECONDS}s", "--host", base, "--csv", str(prefix),
+                    "--only-summary", "--loglevel", "ERROR", "--exit-code-on-error", "0"],
+                   env=env, check=True, stdout=subprocess.DEVNULL, cwd=tmp)
+    with open(f"{prefix}_stats.csv", newline="") as f:
+        row = next(r for r in csv.DictReader(f) if r["Name"] != "Aggregated")
+    return {"rps": float(row["Requests/s"]), "p50": float(row["50%"]),
+            "p99": float(row["99%"]), "requests": float(row["Request Count"]),
+            "failures": float(row["Failure Count"])}
+
+
+def _seed_secure(base: str) -> list[dict[str, str]]:
+    users = []
+    for i in range(SEEDED):
+        email = f"bench.{i}.{os.getpid()}@example.com"
+        r = requests.post(base + "/users", json={"email": email, "password": PASSWORD,
+                                                 "name": f"Bench User {i}", "ssn": "078-05-1120",
+                                                 "address": f"{i} Bench Street"}, timeout=30)
+        r.raise_for_status()
+        token = requests.post(base + "/sessions", json={"email": email, "password": PASSWORD},
+                              timeout=30).json()["token"]
+        users.append({"id": r.json()["id"], "email": email, "password": PASSWORD,
+                      "token": token})
+    return users
+
+
+def _seed_insecure(base: str) -> list[dict[str, str]]:
+    users = []
+    for i in range(SEEDED):
+        email = f"bench.{i}.{os.getpid()}@example.com"
+        r = requests.post(base + "/users", json={"email": email, "password": PASSWORD,
+                                                 "name": f"Bench User {i}", "ssn": "078-05-1120",
+                                                 "address": f"{i} Bench Street"}, timeout=30)
+        r.raise_for_status()
+        users.append({"id": r.json()["id"], "email": email, "password": PASSWORD,
+                      "token": "none"})
+    return users
+
+
+def users_bench(tmp: Path) -> str:
+    tmp = tmp / "users"
+    tmp.mkdir()
+    LocalKeyring.generate(tmp / "keys.json")
+    with LocalDynamoDB(tmp / "dynalite", log_path=tmp / "dynalite.log") as ddb:
+        endpoint = ddb.endpoint_url
+        (tmp / "dynaseal.toml").write_text(f"""
+[keyring]
+type = "local"
+path = "keys.json"
+
+[dynamodb]
+region = "us-east-1"
+endpoint_url = "{endpoint}"
+
+[tables.users]
+table_name = "users"
+partition_key = "user_id"
+sign = ["owner", "role", "created_at", "token_version"]
+
+[tables.users.blind_indexes.email]
+attribute = "email_bidx"
+bits = 32
+normalize = "casefold"
+unique = true
+""")
+        list(Config.load(tmp / "dynaseal.toml").create_tables())
+        resource = boto3.resource("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
+        resource.create_table(
+            TableName="plain-users", BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "user_id", "AttributeType": "S"},
+                                  {"AttributeName": "email", "AttributeType": "S"}],
+            GlobalSecondaryIndexes=[{"IndexName": "email", "Projection": {"ProjectionType": "ALL"},
+                                     "KeySchema": [{"AttributeName": "email",
+                                                    "KeyType": "HASH"}]}])
+        resource.meta.client.get_waiter("table_exists").wait(TableName="plain-users")
+        settings = {"DYNASEAL_CONFIG": str(tmp / "dynaseal.toml"),
+                    "USERS_LOGIN_LIMIT_ADDRESS": "1000000 per minute",
+                    "USERS_LOGIN_LIMIT_ACCOUNT": "1000000 per minute"}
+        env = dict(os.environ)
+        secure, secure_base = _serve(f"dynaseal_users:create_app({settings!r})", env,
+                                     tmp / "secure.log")
+        insecure, insecure_base = _serve(
+            f"users_bench:insecure_app('plain-users', '{endpoint}')", env, tmp / "insecure.log")
+        try:
+            secure_users = _seed_secure(secure_base)
+            insecure_users = _seed_insecure(insecure_base)
+            results = {}
+            for route in ("get", "sessions"):
+                for name, base, data in (("dynaseal_users", secure_base, secure_users),
+                                         ("insecure", insecure_base, insecure_users)):
+                    results[route, name] = _locust(tmp, base, route, data, f"{route}-{name}")
+        finally:
+            _stop(secure)
+            _stop(insecure)
+    return _table(results)
+
+
+def _table(results: dict[tuple[str, str], dict[str, float]]) -> str:
+    lines = [
+        "## 4. Users service under load (locust, gunicorn gthread 1x8, dynalite, loopback)\n",
+        f"{LOCUST_USERS} locust users (FastHttpUser, no wait), {SECONDS} s per target, "
+        f"{SEEDED} seeded users each.\n",
+        "| route | app | req/s | p50 ms | p99 ms | requests | errors |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    labels = {"get": "GET /users/<id>", "sessions": "POST /sessions"}
+    for (route, name), r in results.items():
+        lines.append(f"| {labels[route]} | {name} | {r['rps']:.0f} | {r['p50']:.0f} | "
+                     f"{r['p99']:.0f} | {r['requests']:.0f} | {r['failures']:.0f} |")
+    ratio = results["get", "dynaseal_users"]["rps"] / results["get", "insecure"]["rps"]
+    lines.append(f"\nGET /users/<id>: dynaseal_users at {ratio:.2f}x the insecure version's "
+                 "throughput (target >= 0.8x). POST /sessions is argon2id by design (one "
+                 "verification, m=64 MiB, t=3, p=4): no ratio.")
+    return "\n".join(lines)
