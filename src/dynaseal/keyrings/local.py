@@ -196,6 +196,26 @@ class LocalKeyring(Keyring):
         self._index_root = current._index_root
         return key.key_id
 
+    def remove_key(self, key_id: str) -> None:
+        """Delete a non-primary key from the keyset file (atomically, under the lock).
+
+        Items still sealed under it can never be opened again: ``dynaseal keys retire`` calls
+        this only after a census of every configured table found none.
+        """
+        if self._path is None:
+            raise DynasealError("keyset: an in-memory keyset has no file to remove a key from")
+        target = self._path.resolve()
+        with _locked(target):
+            current = LocalKeyring.load(target)
+            if key_id not in current._keys:
+                raise DynasealError(f"{target}: no key {key_id!r} in this keyset")
+            if key_id == current._primary:
+                raise DynasealError(f"{target}: key {key_id} is the primary key; rotate first")
+            del current._keys[key_id]
+            _atomic_write(target, current._to_json())
+        self._keys = current._keys
+        self._primary = current._primary
+
     # -- keysets kept elsewhere (a secret) and multi-keyrings --------------------------------
 
     @classmethod

@@ -23,6 +23,26 @@ from .engine import RunOptions, Summary, parse_segments
 __all__ = ["add_commands"]
 
 
+def _scan_options(f: Any) -> Any:
+    """The options of read-only scans (census, audit)."""
+    options = [
+        click.option("--segments", "total_segments", type=int, default=4, show_default=True,
+                     metavar="T", help="scan in T parallel segments"),
+        click.option("--page-size", type=int, default=100, show_default=True,
+                     help="items per scan page"),
+        click.option("--progress/--no-progress", default=None,
+                     help="progress bar on stderr (default: when stderr is a terminal)"),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _scan_run_options(opts: dict[str, Any]) -> RunOptions:
+    return RunOptions(total_segments=opts["total_segments"], page_size=opts["page_size"],
+                      checkpoints=False, progress=opts["progress"] is not False)
+
+
 def _engine_options(f: Any) -> Any:
     options = [
         click.option("--segments", "--total-segments", "total_segments", type=int, default=4,
@@ -134,3 +154,65 @@ def add_commands(cli: click.Group, keys: click.Group,
         job = MigrateJob(sealed, config.migration_reader(table, source))
         summary = run_job(sealed, job, _run_options(opts))
         return _report(summary, as_json, written="sealed")
+
+    @keys.command("census", help="Count the items of a configured table per key (headers "
+                  "only; --check-indexes also opens each item to check its blind indexes).")
+    @click.argument("table")
+    @config_option
+    @click.option("--check-indexes", is_flag=True,
+                  help="open every item and count current and stale blind-index values")
+    @click.option("--json", "as_json", is_flag=True, help="print the census as JSON")
+    @_scan_options
+    @_exit_2_on_error
+    def census(table: str, config_path: str | None, check_indexes: bool, as_json: bool,
+               **opts: Any) -> int:
+        from ..config import Config
+        from .census import take_census
+
+        sealed = Config.load(config_path).sealed_table(table)
+        result, summary = take_census(sealed, _scan_run_options(opts), check_indexes)
+        if summary.error:
+            raise DynasealError(summary.error)
+        click.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.text())
+        return 0
+
+    @keys.command("retire", help="Remove a key from the local key file, only if the census "
+                  "of every configured table finds no item sealed under it.")
+    @click.argument("key_id")
+    @config_option
+    @_scan_options
+    @_exit_2_on_error
+    def retire(key_id: str, config_path: str | None, **opts: Any) -> int:
+        from ..config import Config
+        from ..keyrings.local import LocalKeyring
+        from .census import take_census
+
+        config = Config.load(config_path)
+        ring = config.keyring()
+        if isinstance(ring, LocalKeyring):
+            if key_id not in ring.key_ids:
+                raise DynasealError(f"{ring.path}: no key {key_id!r} in this keyset")
+            if key_id == ring.primary_key_id:
+                raise DynasealError(f"key {key_id} is the primary key: rotate, reencrypt, "
+                                    "then retire it")
+        remaining: list[tuple[str, int]] = []
+        for name in config.tables:
+            result, summary = take_census(config.sealed_table(name), _scan_run_options(opts))
+            if summary.error:
+                raise DynasealError(summary.error)
+            if result.under(key_id):
+                remaining.append((name, result.under(key_id)))
+        if remaining:
+            where = ", ".join(f"table {name}: {n}" for name, n in remaining)
+            total = sum(n for _, n in remaining)
+            click.echo(f"refused: {total} items are still sealed under key {key_id} ({where}); "
+                       f"run 'dynaseal reencrypt TABLE' first", err=True)
+            return 1
+        if isinstance(ring, LocalKeyring):
+            ring.remove_key(key_id)
+            click.echo(f"retired key {key_id}: no item in {len(config.tables)} configured "
+                       f"tables is sealed under it; removed from {ring.path}")
+        else:
+            click.echo(f"no item in {len(config.tables)} configured tables is sealed under "
+                       f"key {key_id}; it is unused: remove it from [keyring] in {config.path}")
+        return 0
