@@ -198,6 +198,15 @@ def test_delete_item_with_a_failing_caller_condition_raises_it(filled):
     assert "a1" in raw(filled)
 
 
+def test_delete_item_takes_a_caller_condition_as_a_string(filled):
+    with pytest.raises(TypeError, match="give this scoped operation a condition string"):
+        filled.scoped("owner", ALICE).delete_item({"id": "a1"},
+                                                  ConditionExpression=Attr("id").exists())
+    assert filled.scoped("owner", ALICE).delete_item(
+        {"id": "a1"}, ConditionExpression="attribute_exists(id)") is None
+    assert "a1" not in raw(filled)
+
+
 def test_placeholders_of_the_view_are_reserved(filled):
     with pytest.raises(TypeError, match="reserved by dynaseal's scoped view"):
         list(filled.scoped("owner", ALICE).scan(

@@ -31,7 +31,6 @@ from boto3.dynamodb.conditions import Attr, ConditionBase
 from botocore.exceptions import ClientError
 
 from .errors import ConfigError, DynasealError, InvalidItemError, ItemNotFoundError
-from .schema import HEADER_ATTRIBUTE
 from .sealer import describe_key
 
 if TYPE_CHECKING:
@@ -41,8 +40,8 @@ __all__ = ["ScopedTable"]
 
 _MAX_DELETE_ATTEMPTS = 20
 # placeholders for the conditions this view adds; a caller's own expressions may not use them
-_N_SCOPE, _V_SCOPE, _N_SEAL, _V_SEAL, _N_KEY = (
-    "#dsScope", ":dsScope", "#dsSeal", ":dsSeal", "#dsKey")
+# (nor the table's own unchanged-item condition, which uses #a<n> and :v<n>)
+_N_SCOPE, _V_SCOPE, _N_KEY = "#dsScope", ":dsScope", "#dsKey"
 
 
 def _conditional_failed(e: ClientError) -> bool:
@@ -62,12 +61,14 @@ def _same(stored: Any, value: Any) -> bool:
 
 def _with_condition(kwargs: Mapping[str, Any], param: str, expression: str,
                     names: Mapping[str, str], values: Mapping[str, Any],
-                    condition: ConditionBase) -> dict[str, Any]:
-    """``kwargs`` with our condition AND-ed to the caller's ``param`` (a string or a boto3
-    condition object; absent: ours alone)."""
+                    condition: ConditionBase | None) -> dict[str, Any]:
+    """``kwargs`` with our condition AND-ed to the caller's ``param`` (a string or, when we
+    have ``condition`` in that form too, a boto3 condition object; absent: ours alone)."""
     out = dict(kwargs)
     theirs = out.get(param)
     if theirs is not None and not isinstance(theirs, str):
+        if condition is None:
+            raise TypeError(f"{param}: give this scoped operation a condition string")
         out[param] = theirs & condition  # boto3 builds both and names the placeholders
         return out
     out[param] = expression if theirs is None else f"({theirs}) AND ({expression})"
@@ -182,39 +183,42 @@ class ScopedTable:
     def delete_item(self, key: Mapping[str, Any], **kwargs: Any) -> dict[str, Any] | None:
         """Delete one of this owner's items; ItemNotFoundError for a missing or foreign one.
 
-        The item is read and verified first, then deleted on condition that its seal is still
-        the one verified, so neither a concurrent change nor a tampered owner attribute can
-        make it delete another owner's item.
+        The item is read and verified first, then deleted on condition that it is unchanged
+        since (its seal, and its plain attributes), so neither a concurrent change nor a
+        tampered owner attribute can make it delete another owner's item. A caller's own
+        ``ConditionExpression`` must be a string here.
         """
         table = self._table
         k = table._key(key)
         where = describe_key(table.schema, k)
         for _ in range(_MAX_DELETE_ATTEMPTS):
             stored = table._request("get_item", key=k, Key=k, ConsistentRead=True).get("Item")
-            if stored is None or not self.owns(table.sealer.open(stored)):
+            # the opened item is never bound to a name: a foreign one leaves no plaintext in
+            # the traceback's frame locals
+            if stored is None or not self.owns(table._open(stored)):
                 raise ItemNotFoundError("delete_item", self.name, where)
-            seal = stored[HEADER_ATTRIBUTE]
+            unchanged = table._unchanged(stored)
             kw = _with_condition(
                 kwargs, "ConditionExpression",
-                f"{_N_SEAL} = {_V_SEAL} AND {_N_SCOPE} = {_V_SCOPE}",
-                {**self._names, _N_SEAL: HEADER_ATTRIBUTE}, {**self._values, _V_SEAL: seal},
-                Attr(HEADER_ATTRIBUTE).eq(seal) & Attr(self._attribute).eq(self._value))
+                f"{unchanged['ConditionExpression']} AND {_N_SCOPE} = {_V_SCOPE}",
+                {**unchanged["ExpressionAttributeNames"], **self._names},
+                {**unchanged.get("ExpressionAttributeValues", {}), **self._values}, None)
             try:
                 return table.delete_item(k, **kw)
             except ClientError as e:
                 if not _conditional_failed(e):
                     raise
-                if "ConditionExpression" in kwargs and self._unchanged(k, seal):
+                if "ConditionExpression" in kwargs and self._still(k, stored):
                     raise  # the caller's own condition failed
         raise DynasealError(
             f"delete_item: gave up after {_MAX_DELETE_ATTEMPTS} conflicting writers "
             f"(table {self.name!r}, key {where})"
         )
 
-    def _unchanged(self, key: Mapping[str, Any], seal: Any) -> bool:
-        stored = self._table._request("get_item", key=key, Key=key,
-                                      ConsistentRead=True).get("Item")
-        return stored is not None and stored.get(HEADER_ATTRIBUTE) == seal
+    def _still(self, key: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
+        """Is the item still exactly ``stored``?"""
+        now = self._table._request("get_item", key=key, Key=key, ConsistentRead=True).get("Item")
+        return bool(now == stored)
 
     # -- many items -------------------------------------------------------------------------
 
