@@ -228,7 +228,12 @@ class ScopedTable:
                                Attr(self._attribute).eq(self._value))
 
     def _mine(self, items: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        return (item for item in items if self.owns(item))
+        for item in items:
+            if self.owns(item):
+                yield item
+            # a skipped (foreign) item must not sit in this frame's locals if the next page
+            # raises (IntegrityError, a network error) and a traceback is kept or reported
+            del item
 
     def query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         return self._mine(self._table.query(**self._filtered(kwargs)))
