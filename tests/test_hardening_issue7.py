@@ -19,6 +19,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ConnectionClosedError
 
 from dynaseal import (
     BlindIndex,
@@ -504,3 +505,58 @@ def test_failed_seal_leaves_no_plaintext_in_frame_locals(keyring):
     with pytest.raises(InvalidItemError, match="over DynamoDB's") as too_big:
         sealer.seal(big)
     assert leaks(too_big.value, [SSN]) == []
+
+
+# -- the same class elsewhere: decrypted items the caller never received ------------------------
+
+
+def _failing_after(monkeypatch: pytest.MonkeyPatch, t: SealedTable, operation: str, calls: int
+                   ) -> None:
+    """The ``calls``-th request of ``operation`` fails as a dropped connection would."""
+    original = t._request
+    seen = [0]
+
+    def request(op: str, key: Any = None, **kwargs: Any) -> Any:
+        if op == operation:
+            seen[0] += 1
+            if seen[0] == calls:
+                raise ConnectionClosedError(endpoint_url="http://127.0.0.1:1")
+        return original(op, key=key, **kwargs)
+
+    monkeypatch.setattr(t, "_request", request)
+
+
+def test_find_leaves_no_false_positive_in_frame_locals(make_table, keyring, monkeypatch):
+    schema = Schema("user_id", blind_indexes={"email": BlindIndex("email_bidx", bits=1)})
+    t = SealedTable(make_table(gsis=("email_bidx",)), schema=schema, keyring=keyring)
+    t.put_item({"user_id": "u0", "email": "target@example.com"})
+    digest = t.table.meta.client.get_item(TableName=t.name, Key={"user_id": "u0"})["Item"][
+        "email_bidx"]
+    others: dict[str, str] = {}
+    for i in range(1, 40):
+        t.put_item({"user_id": f"u{i}", "email": f"other{i}@example.com", "ssn": f"SSN-{i:04d}"})
+        raw = t.table.meta.client.get_item(TableName=t.name, Key={"user_id": f"u{i}"})["Item"]
+        if raw["email_bidx"] == digest:
+            others[f"u{i}"] = f"SSN-{i:04d}"
+    assert len(others) >= 3  # one index bit: about half the items are false positives
+    pages = list(t.table.meta.client.get_paginator("query").paginate(
+        TableName=t.name, IndexName="email_bidx", PaginationConfig={"PageSize": 1},
+        KeyConditionExpression="email_bidx = :d", ExpressionAttributeValues={":d": digest}))
+    order = [p["Items"][0]["user_id"] for p in pages if p["Items"]]
+    first_false = next(i for i, uid in enumerate(order) if uid != "u0")
+    _failing_after(monkeypatch, t, "query", first_false + 2)  # right after a false positive
+    with pytest.raises(ConnectionClosedError) as e:
+        list(t.find("email", "target@example.com", Limit=1))
+    assert leaks(e.value, list(others.values())) == []
+
+
+def test_failed_batch_get_leaves_no_opened_item_in_frame_locals(make_table, keyring,
+                                                                monkeypatch):
+    t = SealedTable(make_table(), schema=Schema("user_id"), keyring=keyring)
+    with t.batch_writer() as batch:
+        for i in range(120):
+            batch.put_item({"user_id": f"u{i:03d}", "ssn": f"SSN-{i:04d}"})
+    _failing_after(monkeypatch, t, "batch_get_item", 2)  # the second chunk of 100
+    with pytest.raises(ConnectionClosedError) as e:
+        t.batch_get([{"user_id": f"u{i:03d}"} for i in range(120)])
+    assert leaks(e.value, [f"SSN-{i:04d}" for i in range(120)]) == []

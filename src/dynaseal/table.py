@@ -205,7 +205,16 @@ class SealedTable:
             k = self._key(key)
             wanted.setdefault(self.sealer._key_bytes(k), k)
         found: dict[bytes, dict[str, Any]] = {}
-        pending = list(wanted.values())
+        try:
+            self._batch_get_into(found, list(wanted.values()), consistent_read)
+        except BaseException:
+            for item in found.values():  # opened, never returned: not left in frame locals
+                item.clear()
+            raise
+        return [found[kb] for kb in wanted if kb in found]
+
+    def _batch_get_into(self, found: dict[bytes, dict[str, Any]],
+                        pending: list[dict[str, Any]], consistent_read: bool) -> None:
         client = self._client
         while pending:
             chunk, pending = pending[:_BATCH_GET_LIMIT], pending[_BATCH_GET_LIMIT:]
@@ -228,7 +237,6 @@ class SealedTable:
                 raise DynasealError(
                     f"table {self.name!r}: batch_get gave up with keys still unprocessed"
                 )
-        return [found[kb] for kb in wanted if kb in found]
 
     def batch_writer(self) -> SealedBatchWriter:
         """Buffered writes (25 per request, retried); use as a context manager."""
@@ -258,8 +266,7 @@ class SealedTable:
             "KeyConditionExpression": Key(index.attribute).eq(digest),
             **kwargs,
         })
-        return (item for item in pages
-                if source in item and _normal_or_none(index, item[source]) == wanted)
+        return _matching(pages, source, index, wanted)
 
     def update_item(
         self,
@@ -325,6 +332,18 @@ class SealedTable:
             f"update_item: gave up after {_MAX_UPDATE_ATTEMPTS} conflicting writers "
             f"(table {self.name!r}, key {where})"
         )
+
+
+def _matching(pages: Iterator[dict[str, Any]], source: str, index: Any, wanted: bytes
+              ) -> Iterator[dict[str, Any]]:
+    """The candidates that really hold the value. A false positive is another value's item,
+    never the caller's to see: it is emptied at once, so that no later failure (the next
+    page's request) finds it in this generator's locals."""
+    for item in pages:
+        if source in item and _normal_or_none(index, item[source]) == wanted:
+            yield item
+        else:
+            item.clear()
 
 
 def _normal_or_none(index: Any, value: Any) -> bytes | None:
