@@ -130,11 +130,15 @@ class BlindIndex:
         return bytes(out)
 
 
+_DIGITS_LIMIT = 10**126
+"""Above DynamoDB's largest number: such an int cannot be stored at all."""
+
+
 def _digits_of_number(value: Any) -> str:
     """A non-string value given to a ``digits`` index: a non-negative whole number, as the
     string of its digits (so that it meets the same value written as text); else refused."""
-    if isinstance(value, int) and value >= 0:
-        return str(value)
+    if isinstance(value, int) and 0 <= value < _DIGITS_LIMIT:
+        return str(value)  # bounded: str() of a huge int raises ValueError
     if (isinstance(value, Decimal) and value.is_finite() and (not value.is_signed() or not value)
             and value.adjusted() <= 125 and value == value.to_integral_value()):
         return str(int(value))
