@@ -181,3 +181,23 @@ def test_cli_generate_rotate_list(moto_server: Any, monkeypatch: pytest.MonkeyPa
     assert both.exit_code == 2
     local = runner.invoke(cli, ["keys", "rotate", "k.json", "--activate-after", "5"])
     assert local.exit_code == 2 and "--secret keysets only" in local.output
+
+
+def test_a_refused_secret_leaves_no_key_material_in_traceback_frames(sm: Any) -> None:
+    material = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY="  # 32 bytes, base64
+    doc = {"type": "dynaseal-local-keyset", "version": 1, "primary_key_id": "0badc0de",
+           "index_key": "short",
+           "keys": [{"id": "0badc0de", "created_at": "2026-12-01T00:00:00Z",
+                     "material": material}]}
+    name = f"dynaseal/refused-{time.time_ns()}"
+    sm.create_secret(Name=name, SecretString=json.dumps(doc))
+    with pytest.raises(DynasealError) as e:
+        SecretsManagerKeyring(name, sm).primary_key_id  # noqa: B018
+    assert "index key is not a 256-bit key" in str(e.value)
+    tb = e.value.__traceback__.tb_next  # the frames below this test's own
+    while tb is not None:
+        for value in tb.tb_frame.f_locals.values():
+            assert not (isinstance(value, str | bytes) and material in str(value)), \
+                tb.tb_frame.f_code.co_name
+        tb = tb.tb_next
+    assert e.value.__context__ is None

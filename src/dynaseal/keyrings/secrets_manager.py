@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -84,19 +85,18 @@ class _Stored:
         return self.ring
 
 
-def _parse(text: str, secret_id: str) -> _Stored:
+def _parse(text: str) -> tuple[_Stored | None, str]:
+    """The parsed secret, or None and why it is refused. Never raises (like
+    :func:`parse_keyset`): the caller drops the text before raising."""
     ring, problem = parse_keyset(text, None)
-    pending: Any = None
-    if ring is not None:
-        try:
-            pending = json.loads(text).get(_NEXT)
-        except (ValueError, AttributeError):
-            pending = None
-    del text  # the secret's text must not stay in the locals of a raising frame
     if ring is None:
-        raise DynasealError(f"secret {secret_id}: not a valid dynaseal keyset ({problem})")
+        return None, problem
+    try:
+        pending = json.loads(text).get(_NEXT)
+    except (ValueError, AttributeError):
+        pending = None
     if pending is None:
-        return _Stored(ring, None, None)
+        return _Stored(ring, None, None), ""
     key_id = pending.get("key_id") if isinstance(pending, dict) else None
     at = pending.get("activate_at") if isinstance(pending, dict) else None
     when = None
@@ -106,9 +106,8 @@ def _parse(text: str, secret_id: str) -> _Stored:
         except ValueError:
             when = None
     if key_id not in ring.key_ids or when is None:
-        raise DynasealError(f"secret {secret_id}: not a valid dynaseal keyset "
-                            f"({_NEXT} names no key or has no valid activation time)")
-    return _Stored(ring, key_id, when)
+        return None, f"{_NEXT} names no key or has no valid activation time"
+    return _Stored(ring, key_id, when), ""
 
 
 def _fetch(client: Any, secret_id: str) -> _Stored:
@@ -118,9 +117,11 @@ def _fetch(client: Any, secret_id: str) -> _Stored:
         raise _sm_error("GetSecretValue", secret_id, e) from None
     text = response.get("SecretString")
     del response
-    if not isinstance(text, str):
-        raise DynasealError(f"secret {secret_id}: not a valid dynaseal keyset (no SecretString)")
-    return _parse(text, secret_id)
+    stored, problem = _parse(text) if isinstance(text, str) else (None, "no SecretString")
+    del text  # the secret's text must not stay in the locals of a raising frame
+    if stored is None:
+        raise DynasealError(f"secret {secret_id}: not a valid dynaseal keyset ({problem})")
+    return stored
 
 
 class SecretsManagerKeyring(Keyring):
@@ -147,6 +148,7 @@ class SecretsManagerKeyring(Keyring):
         self._given_client = client
         self._region = region
         self._client: Any = client
+        self._client_pid = os.getpid()
         self._clock = clock
         self._wall = wall_clock
         self._lock = threading.Lock()
@@ -160,8 +162,11 @@ class SecretsManagerKeyring(Keyring):
 
     @property
     def client(self) -> Any:
-        if self._client is None:
+        """The Secrets Manager client; one built here is rebuilt in a forked child."""
+        if self._client is None or (self._given_client is None
+                                    and self._client_pid != os.getpid()):
             self._client = _client(None, self._region)
+            self._client_pid = os.getpid()
         return self._client
 
     # -- the cached keyset ------------------------------------------------------------------
