@@ -216,3 +216,38 @@ def add_commands(cli: click.Group, keys: click.Group,
             click.echo(f"no item in {len(config.tables)} configured tables is sealed under "
                        f"key {key_id}; it is unused: remove it from [keyring] in {config.path}")
         return 0
+
+    @cli.command("audit", help="Report sensitive values in the clear, items that fail "
+                 "verification, the key census, table settings and configuration problems. "
+                 "Exit 0 clean, 1 findings, 2 the audit could not run.")
+    @click.argument("table")
+    @config_option
+    @click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]),
+                  default="text", show_default=True)
+    @click.option("--output", "-o", default=None, metavar="FILE",
+                  help="write the report here instead of stdout")
+    @click.option("--strict", is_flag=True,
+                  help="weak table settings count as findings, not warnings")
+    @_scan_options
+    @_exit_2_on_error
+    def audit(table: str, config_path: str | None, fmt: str, output: str | None, strict: bool,
+              **opts: Any) -> int:
+        from ..config import Config
+        from .audit import audit_table
+
+        config = Config.load(config_path)
+        report = audit_table(config, table, _scan_run_options(opts), strict=strict)
+        if fmt == "json":
+            text = json.dumps(report.as_dict(), indent=2) + "\n"
+        elif fmt == "html":
+            from .audit_html import render_html
+
+            text = render_html(report)
+        else:
+            text = report.text() + "\n"
+        if output:
+            with open(output, "w", encoding="utf-8") as f:
+                f.write(text)
+        else:
+            click.echo(text, nl=False)
+        return report.exit_status
