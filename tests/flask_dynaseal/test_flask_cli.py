@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import boto3
+from flask_support import *  # noqa: F403 (the fixtures: attach, flask_env, make_app)
 from flask_support import write_config
 
 from dynaseal import LocalKeyring

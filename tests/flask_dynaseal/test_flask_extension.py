@@ -7,6 +7,7 @@ import os
 
 import pytest
 from flask import Flask
+from flask_support import *  # noqa: F403 (the fixtures: attach, flask_env, make_app)
 from flask_support import write_config
 
 from dynaseal import Config, ConfigError, LocalKeyring, SealedTable

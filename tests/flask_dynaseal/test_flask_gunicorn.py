@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import requests
+from flask_support import *  # noqa: F403 (the fixtures: attach, flask_env, make_app)
 
 from dynaseal.devstack import free_port
 

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from flask.logging import default_handler
+from flask_support import *  # noqa: F403 (the fixtures: attach, flask_env, make_app)
 
 from flask_dynaseal import REDACTED, RedactingFilter, redact, redact_mapping, sensitive_name
 from flask_dynaseal.logs import process_filter
