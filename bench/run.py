@@ -19,12 +19,14 @@ from crypto_bench import blob_bench, user_item_bench
 from dynamodb_bench import dynamodb_bench
 from harness import REPEATS, machine_lines
 from kms_bench import kms_bench
+from ops_bench import ops_bench
 from users_bench import users_bench
 
 SECTIONS = {"user": user_item_bench, "blob": blob_bench, "dynamodb": dynamodb_bench,
             "users": users_bench}
 
 SECTIONS["kms"] = kms_bench
+SECTIONS["ops"] = ops_bench
 
 
 def _offline_aws_env() -> None:
