@@ -561,3 +561,39 @@ def test_failed_batch_get_leaves_no_opened_item_in_frame_locals(make_table, keyr
     with pytest.raises(ConnectionClosedError) as e:
         t.batch_get([{"user_id": f"u{i:03d}"} for i in range(120)])
     assert leaks(e.value, [f"SSN-{i:04d}" for i in range(120)]) == []
+
+
+@pytest.mark.parametrize("value", [
+    pytest.param({"a": [1, {"b": None}], "c": b"\x00"}, id="map"),
+    pytest.param([Decimal("1.5"), "x", True], id="list"),
+    pytest.param({"b", "a", "c"}, id="string-set"),
+    pytest.param({Decimal(3), Decimal("1E-130"), Decimal(2)}, id="number-set"),
+    pytest.param({b"\x02", b"\x01"}, id="binary-set"),
+    pytest.param(None, id="null"), pytest.param(False, id="bool"),
+    pytest.param(b"\xff\x00", id="binary"), pytest.param(Decimal("-0.5"), id="number"),
+])
+def test_update_item_condition_holds_every_plain_type(make_table, keyring, value):
+    """The condition compares plain attributes by value: every type must compare equal to
+    itself as read, or update_item could never succeed."""
+    t = SealedTable(make_table(), schema=Schema("user_id", plain=["ttl"]), keyring=keyring)
+    t.put_item({"user_id": "u1", "ttl": value, "ssn": SSN})
+    assert t.update_item({"user_id": "u1"}, set={"n": 1})["ttl"] == value
+    assert t.get_item({"user_id": "u1"}) == {"user_id": "u1", "ttl": value, "ssn": SSN,
+                                             "n": 1}
+
+
+def test_concurrent_change_inside_a_plain_map_is_kept(make_table, keyring, monkeypatch):
+    t = SealedTable(make_table(), schema=Schema("user_id", plain=["prefs"]), keyring=keyring)
+    t.put_item({"user_id": "u1", "prefs": {"theme": "dark", "tags": ["a"]}, "ssn": SSN})
+
+    def concurrent() -> None:
+        t.table.meta.client.update_item(
+            TableName=t.name, Key={"user_id": "u1"}, UpdateExpression="SET #p.#t[1] = :v",
+            ExpressionAttributeNames={"#p": "prefs", "#t": "tags"},
+            ExpressionAttributeValues={":v": "b"})
+
+    _before_first_put(monkeypatch, t, concurrent)
+    result = t.update_item({"user_id": "u1"}, set={"n": 1})
+    assert result["prefs"] == {"theme": "dark", "tags": ["a", "b"]}
+    monkeypatch.undo()
+    assert t.get_item({"user_id": "u1"})["prefs"] == {"theme": "dark", "tags": ["a", "b"]}

@@ -9,7 +9,10 @@ unsealed item (no ``_ds``) has every attribute compared and must still have no `
 
 The expression is a flat string of ``AND`` clauses with placeholders: attribute names may hold
 dots or dashes, and nested ``Attr(...) & ...`` chains are slow to parse (dynalite) and limited
-in depth.
+in depth. A map or list is compared element by element (its type, its size, then each entry
+through a document path): DynamoDB compares them whole, but dynalite, the local stack, does not
+(it compares them by reference), and a condition that never holds would make every update
+fail. A map or list too large for that (over ``_MAX_CLAUSES`` clauses) is compared whole.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from typing import Any
 from .schema import HEADER_ATTRIBUTE
 
 __all__ = ["unchanged_condition"]
+
+_MAX_CLAUSES = 150
 
 
 def unchanged_condition(stored: Mapping[str, Any], plain: Iterable[str] = ()
@@ -42,14 +47,39 @@ def unchanged_condition(stored: Mapping[str, Any], plain: Iterable[str] = ()
     else:
         clauses.append(f"attribute_not_exists({name(HEADER_ATTRIBUTE)})")
         compared = sorted(stored)
+    def value(v: Any) -> str:
+        placeholder = f":v{len(values)}"
+        values[placeholder] = v
+        return placeholder
+
+    def equal(path: str, v: Any, out: list[str]) -> None:
+        if isinstance(v, Mapping | list):
+            out.append(f"attribute_type({path}, {value('M' if isinstance(v, Mapping) else 'L')})")
+            out.append(f"size({path}) = {value(len(v))}")
+            entries = v.items() if isinstance(v, Mapping) else enumerate(v)
+            for k, item in entries:
+                equal(f"{path}.{name(k)}" if isinstance(k, str) else f"{path}[{k}]", item, out)
+        else:
+            out.append(f"{path} = {value(v)}")
+
     for attr in compared:
         n = name(attr)
-        if attr in stored:
-            v = f":v{len(values)}"
-            values[v] = stored[attr]
-            clauses.append(f"{n} = {v}")
-        else:
+        if attr not in stored:
             clauses.append(f"attribute_not_exists({n})")
+            continue
+        v = stored[attr]
+        if isinstance(v, Mapping | list):
+            marks = (len(names), len(values))
+            nested: list[str] = []
+            equal(n, v, nested)
+            if len(nested) <= _MAX_CLAUSES:
+                clauses += nested
+                continue
+            for placeholder in list(names)[marks[0]:]:  # too large: compared whole instead
+                del names[placeholder]
+            for placeholder in list(values)[marks[1]:]:
+                del values[placeholder]
+        clauses.append(f"{n} = {value(v)}")
     out: dict[str, Any] = {"ConditionExpression": " AND ".join(clauses),
                            "ExpressionAttributeNames": names}
     if values:
