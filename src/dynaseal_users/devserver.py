@@ -25,7 +25,7 @@ __all__ = ["BIND", "gunicorn_command", "main"]
 BIND = "127.0.0.1:5000"
 STATE = Path(".dynaseal")
 
-CURL = """\
+CURL = """
 Try it in another terminal (register, log in, read your record, fail to read someone else's):
 
   ID=$(curl -s {url}/users -H 'Content-Type: application/json' -d '{{"email": "ada@example.com",
@@ -59,9 +59,6 @@ def main() -> int:
     os.chmod(STATE, 0o700)
     config_path = Path(os.environ.get("DYNASEAL_CONFIG", "dynaseal.toml")).absolute()
     config = Config.load(config_path)
-    if not config.keyring_path.exists():
-        ring = LocalKeyring.generate(config.keyring_path)
-        print(f"created key file {config.keyring_path} (mode 0600), key {ring.primary_key_id}")
     endpoint = config.dynamodb.endpoint_url
     port = urlsplit(endpoint or "").port
     if endpoint is None or port is None:
@@ -70,12 +67,15 @@ def main() -> int:
     # Local stack only: dynalite ignores credentials, so dummy ones stand in when none are set.
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    url = f"http://{BIND}"
+    print(f"users service on {url}  (OpenAPI: {url}/openapi.json)  Ctrl-C stops both")
+    print(f"dynalite (local DynamoDB) on {endpoint}, data in {STATE / 'dynalite'}")
+    if not config.keyring_path.exists():
+        ring = LocalKeyring.generate(config.keyring_path)
+        print(f"created key file {config.keyring_path} (mode 0600), key {ring.primary_key_id}")
     with LocalDynamoDB(STATE / "dynalite", port, log_path=STATE / "dynalite.log"):
         for line in config.create_tables():
             print(line)
-        url = f"http://{BIND}"
-        print(f"dynalite (local DynamoDB) on {endpoint}, data in {STATE / 'dynalite'}")
-        print(f"users service on {url}  (OpenAPI: {url}/openapi.json)  Ctrl-C stops both\n")
         print(CURL.format(url=url, endpoint=endpoint, table=config.settings("users").table_name))
         sys.stdout.flush()
         env = {**os.environ, "DYNASEAL_CONFIG": str(config_path)}
