@@ -40,7 +40,7 @@ _DYNAMODB_KEYS = {"region", "endpoint_url", "verify", "use_ssl", "max_attempts"}
 _CREDENTIAL_KEYS = {"aws_access_key_id", "aws_secret_access_key", "aws_session_token",
                     "access_key", "secret_key", "session_token"}
 _TABLE_KEYS = {"table_name", "partition_key", "partition_key_type", "sort_key", "sort_key_type",
-               "sign", "plain", "blind_indexes", "migrating_from", "ddbec"}
+               "sign", "plain", "blind_indexes", "migrating_from", "ddbec", "fernet"}
 _INDEX_KEYS = {"attribute", "bits", "normalize", "unique"}
 _KEY_TYPES = {"S", "N", "B"}
 
@@ -107,6 +107,8 @@ class TableSettings:
     """``plaintext`` or ``ddbec`` while a ``dynaseal migrate`` runs (see docs/OPERATIONS.md)."""
     ddbec: Mapping[str, Any] | None = None
     """The legacy SDK's material provider (``[tables.X.ddbec]``), for ``--from ddbec``."""
+    fernet: Mapping[str, Any] | None = None
+    """Fernet key variables and renames (``[tables.X.fernet]``), for ``--from fernet``."""
 
 
 @dataclass
@@ -202,12 +204,17 @@ class Config:
         return SealedTable(self.resource().Table(t.table_name), schema=t.schema,
                            keyring=self.keyring(), migrating_from=reader)
 
-    def migration_reader(self, name: str, source: str) -> Any:
-        """The reader of items in their pre-migration ``source`` form (dynaseal.ops.readers)."""
+    def migration_reader(self, name: str, source: str,
+                         overrides: Mapping[str, Any] | None = None) -> Any:
+        """The reader of items in their pre-migration ``source`` form (dynaseal.ops.readers);
+        ``overrides`` replace keys of the source's config section (command-line options)."""
         from .ops.readers import reader_from_config
 
         t = self.settings(name)
-        return reader_from_config(source, t.table_name, t.schema, t.ddbec,
+        section = t.ddbec if source == "ddbec" else t.fernet if source == "fernet" else None
+        if overrides:
+            section = {**(section or {}), **overrides}
+        return reader_from_config(source, t.table_name, t.schema, section,
                                   f"{self.path}: tables.{name}")
 
     def create_tables(self, only: list[str] | None = None) -> Iterator[str]:
@@ -386,9 +393,12 @@ def _table(name: str, spec: Any, err: Any) -> TableSettings:
     except ConfigError as e:
         raise err(where, str(e).removeprefix("schema: ")) from None
     migrating_from = spec.get("migrating_from")
-    if migrating_from is not None and migrating_from not in ("plaintext", "ddbec"):
-        raise err(f"{where}.migrating_from", "must be \"plaintext\" or \"ddbec\"")
-    ddbec = spec.get("ddbec")
-    if ddbec is not None and not isinstance(ddbec, Mapping):
-        raise err(f"{where}.ddbec", "must be a table")
-    return TableSettings(name, table_name, schema, tuple(types), migrating_from, ddbec)
+    if migrating_from is not None and migrating_from not in ("plaintext", "ddbec", "fernet"):
+        raise err(f"{where}.migrating_from", "must be \"plaintext\", \"ddbec\" or \"fernet\"")
+    sections = []
+    for source in ("ddbec", "fernet"):
+        section = spec.get(source)
+        if section is not None and not isinstance(section, Mapping):
+            raise err(f"{where}.{source}", "must be a table")
+        sections.append(section)
+    return TableSettings(name, table_name, schema, tuple(types), migrating_from, *sections)

@@ -134,24 +134,47 @@ def add_commands(cli: click.Group, keys: click.Group,
         return _report(summary, as_json)
 
     @cli.command("migrate", help="Seal, in place and online, the items of a table written "
-                 "in plaintext or by the legacy dynamodb-encryption-sdk (resumable). Exit 0 "
-                 "done, 1 some items could not be read, 2 stopped by an error.")
+                 "in plaintext, by the legacy dynamodb-encryption-sdk, or with Fernet-encrypted "
+                 "fields (resumable). Exit 0 done, 1 some items could not be read, 2 stopped "
+                 "by an error.")
     @click.argument("table")
     @click.option("--from", "source", required=True,
-                  type=click.Choice(["plaintext", "ddbec"]),
+                  type=click.Choice(["plaintext", "ddbec", "fernet"]),
                   help="what the items are now")
+    @click.option("--fernet-key-env", "fernet_key_env", multiple=True, metavar="VAR",
+                  help="--from fernet: environment variable holding a Fernet key (repeat "
+                  "for MultiFernet keys); keys are never taken from the command line")
+    @click.option("--rename", "renames", multiple=True, metavar="OLD=NEW",
+                  help="--from fernet: store the decrypted OLD attribute as NEW (default: "
+                  "drop an _enc suffix)")
+    @click.option("--fernet-max-age", type=int, default=None, metavar="SECONDS",
+                  help="--from fernet: tokens older than this fail (listed by key)")
     @config_option
     @_engine_options
     @_exit_2_on_error
-    def migrate(table: str, source: str, config_path: str | None, as_json: bool,
-                **opts: Any) -> int:
+    def migrate(table: str, source: str, fernet_key_env: tuple[str, ...],
+                renames: tuple[str, ...], fernet_max_age: int | None,
+                config_path: str | None, as_json: bool, **opts: Any) -> int:
         from ..config import Config
         from .engine import run_job
         from .migrate import MigrateJob
 
+        overrides: dict[str, Any] = {}
+        if source != "fernet" and (fernet_key_env or renames or fernet_max_age):
+            raise DynasealError("--fernet-key-env, --rename and --fernet-max-age go with "
+                                "--from fernet")
+        if fernet_key_env:
+            overrides["key_env"] = list(fernet_key_env)
+        if renames:
+            pairs = [r.split("=", 1) for r in renames]
+            if any(len(p) != 2 or not p[0] or not p[1] for p in pairs):
+                raise DynasealError("--rename: expected OLD=NEW")
+            overrides["rename"] = dict(pairs)
+        if fernet_max_age is not None:
+            overrides["max_age"] = fernet_max_age
         config = Config.load(config_path)
         sealed = config.sealed_table(table)
-        job = MigrateJob(sealed, config.migration_reader(table, source))
+        job = MigrateJob(sealed, config.migration_reader(table, source, overrides))
         summary = run_job(sealed, job, _run_options(opts))
         return _report(summary, as_json, written="sealed")
 

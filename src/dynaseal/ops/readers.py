@@ -12,8 +12,10 @@ places:
   back sealed, on condition that it is unchanged.
 
 Sources: ``plaintext`` (everything stored in the clear), ``ddbec`` (items written by the legacy
-``dynamodb-encryption-sdk``, opened with its own code and material providers). A new source
-(Fernet-encrypted fields, say) is one more class with ``source``, ``read`` and ``unchanged``.
+``dynamodb-encryption-sdk``, opened with its own code and material providers), ``fernet``
+(fields encrypted one by one with Fernet under names such as ``email_enc``, the rest in the
+clear: tokens decrypted, attributes renamed). A new source is one more class with ``source``,
+``read`` and ``unchanged``.
 """
 
 from __future__ import annotations
@@ -21,9 +23,13 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from boto3.dynamodb.types import Binary
+
+from .. import codec
 from ..errors import ConfigError, DynasealError, IntegrityError
 from ..schema import HEADER_ATTRIBUTE, Schema
 from ..sealer import describe_key
@@ -33,6 +39,7 @@ __all__ = [
     "DDBEC_MATERIAL_DESCRIPTION",
     "DDBEC_SIGNATURE",
     "DdbecReader",
+    "FernetReader",
     "MigrationReader",
     "PlaintextReader",
     "reader_from_config",
@@ -148,6 +155,127 @@ class DdbecReader(_Reader):
         return item
 
 
+class FernetReader(_Reader):
+    """Items of an app that encrypted some fields one by one with Fernet and stored the
+    tokens beside the plaintext fields, under other names (``email_enc`` beside ``user_id``).
+
+    Every attribute holding a Fernet token (a string or binary that parses as one) is
+    decrypted with the keys given (a :class:`cryptography.fernet.MultiFernet`, for apps that
+    already rotated) and renamed: by ``renames`` (``{"email_enc": "email"}``), else an
+    ``_enc`` suffix is dropped, else the name is kept. The plaintext is returned as text when
+    it is UTF-8, as bytes otherwise. A token that fails (wrong key, truncated, tampered, or
+    older than ``max_age`` seconds) makes the item fail, named by key and attribute.
+
+    Fernet binds a token to nothing: a token copied from one item into another before the
+    migration decrypts fine there, and no reader can tell. See docs/OPERATIONS.md.
+    """
+
+    source = "fernet"
+
+    def __init__(self, table_name: str, schema: Schema, keys: Sequence[bytes],
+                 renames: Mapping[str, str] | None = None, max_age: int | None = None
+                 ) -> None:
+        super().__init__(table_name, schema)
+        from cryptography.fernet import Fernet, MultiFernet
+
+        if not keys:
+            raise ConfigError("--from fernet: at least one Fernet key is required")
+        try:
+            self._fernet = MultiFernet([Fernet(k) for k in keys])
+        except (ValueError, binascii.Error):
+            raise ConfigError("--from fernet: a Fernet key must be 32 url-safe "
+                              "base64-encoded bytes") from None
+        self.renames = dict(renames or {})
+        self.max_age = max_age
+        targets = list(self.renames.values())
+        if len(set(targets)) != len(targets):
+            raise ConfigError("--rename: two attributes renamed to the same name")
+        bad = set(self.renames) & set(schema.key_names) or set(targets) & set(schema.key_names)
+        if bad:
+            raise ConfigError("--rename: key attributes cannot be renamed")
+
+    def _encrypted(self, name: str) -> bool:
+        """Was ``name`` written encrypted (renamed explicitly, or named ``*_enc``)?"""
+        return name in self.renames or (name.endswith("_enc") and len(name) > 4)
+
+    def new_name(self, name: str) -> str:
+        if name in self.renames:
+            return self.renames[name]
+        return name.removesuffix("_enc") if name.endswith("_enc") and len(name) > 4 else name
+
+    def read(self, stored: Mapping[str, Any]) -> dict[str, Any]:
+        from cryptography.fernet import InvalidToken
+
+        self._check_unsealed(stored)
+        item: dict[str, Any] = {}
+        tokens: list[tuple[str, bytes]] = []
+        for name, value in stored.items():
+            token = fernet_token(value)
+            if token is None or name in self.schema.key_names:
+                if self._encrypted(name) and isinstance(value, str | bytes | bytearray | Binary):
+                    item.clear()
+                    raise self._fail(stored, f"{name!r} should hold a Fernet token and does not")
+                item[name] = value
+            else:
+                tokens.append((name, token))
+        for name, token in tokens:
+            failed = False
+            try:
+                plain = self._fernet.decrypt(token, ttl=self.max_age)
+            except InvalidToken:
+                failed = True
+            if failed:
+                item.clear()
+                raise self._fail(stored, f"Fernet token in {name!r} failed to decrypt (wrong "
+                                         "key, truncated, tampered with, or too old)")
+            target = self.new_name(name)
+            if target in item or (target in stored and target != name):
+                item.clear()
+                raise self._fail(stored, f"{name!r} would be renamed to {target!r}, which the "
+                                         "item already holds")
+            try:
+                item[target] = plain.decode("utf-8")
+            except UnicodeDecodeError:
+                item[target] = plain
+        return item
+
+
+_B64URL = re.compile(rb"[A-Za-z0-9_-]+={0,2}")
+
+
+def fernet_token(value: Any) -> bytes | None:
+    """``value`` as Fernet token bytes if it looks like one (base64url starting with the
+    version byte 0x80 and a timestamp's leading zeros), else None.
+
+    A token is base64url text; an app may have stored it as a string or as binary."""
+    if isinstance(value, str):
+        raw = value.encode("ascii", "replace")
+    elif isinstance(value, bytes | bytearray | Binary):
+        raw = codec.as_bytes(value)
+    else:
+        return None
+    # lenient on purpose: a truncated or damaged token must still be taken for one, so that
+    # decrypting it fails and the item is reported instead of migrated with the damage
+    if len(raw) < 16 or not raw.startswith(b"gAAAAA") or not _B64URL.fullmatch(raw):
+        return None
+    return raw
+
+
+def fernet_keys(variables: Sequence[str], where: str) -> list[bytes]:
+    """The Fernet keys in the named environment variables (never on the command line or in
+    the config file), first one first."""
+    if not variables:
+        raise ConfigError(f"{where}: name the environment variable(s) holding the Fernet "
+                          "key (--fernet-key-env VAR)")
+    keys = []
+    for variable in variables:
+        value = os.environ.get(variable)
+        if not value:
+            raise ConfigError(f"{where}: environment variable {variable} is not set")
+        keys.append(value.encode("ascii", "replace"))
+    return keys
+
+
 def _env_key(variable: Any, where: str) -> bytes:
     if not isinstance(variable, str) or not variable:
         raise ConfigError(f"{where}: the name of an environment variable is required")
@@ -206,11 +334,32 @@ _DDBEC_KEYS = {"provider", "wrapping_key_env", "signing_key_env", "wrapping_algo
                "signing_algorithm", "kms_key_id", "sign_only", "do_nothing"}
 
 
+_FERNET_KEYS = {"key_env", "rename", "max_age"}
+
+
 def reader_from_config(source: str, table_name: str, schema: Schema,
                        settings: Mapping[str, Any] | None, where: str) -> MigrationReader:
     """The reader for ``--from SOURCE`` (or a table's ``migrating_from``) and its section."""
     if source == "plaintext":
         return PlaintextReader(table_name, schema)
+    if source == "fernet":
+        settings = settings or {}
+        unknown = sorted(set(settings) - _FERNET_KEYS)
+        if unknown:
+            raise ConfigError(f"{where}.fernet.{unknown[0]}: unknown key")
+        variables = settings.get("key_env", [])
+        if isinstance(variables, str):
+            variables = [variables]
+        renames = settings.get("rename", {})
+        max_age = settings.get("max_age")
+        if not isinstance(renames, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) and v for k, v in renames.items()):
+            raise ConfigError(f"{where}.fernet.rename: a table of OLD = \"NEW\" names")
+        if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int)
+                                    or max_age <= 0):
+            raise ConfigError(f"{where}.fernet.max_age: a positive number of seconds")
+        return FernetReader(table_name, schema, fernet_keys(variables, f"{where}.fernet.key_env"),
+                            renames, max_age)
     if source == "ddbec":
         if not settings:
             raise ConfigError(f"{where}.ddbec: the legacy material provider is not configured")
@@ -220,4 +369,4 @@ def reader_from_config(source: str, table_name: str, schema: Schema,
         return DdbecReader(table_name, schema, ddbec_provider(settings, f"{where}.ddbec"),
                            sign_only=settings.get("sign_only", ()),
                            do_nothing=settings.get("do_nothing", ()))
-    raise DynasealError(f"unknown migration source {source!r} (plaintext, ddbec)")
+    raise DynasealError(f"unknown migration source {source!r} (plaintext, ddbec, fernet)")
