@@ -147,3 +147,13 @@ def test_repr_names_children_without_material() -> None:
     local = LocalKeyring.new_keyset()
     text = repr(MultiKeyring(local, [LocalKeyring.new_keyset()]))
     assert text.startswith("MultiKeyring(generator=LocalKeyring(") and "material" not in text
+
+
+def test_app_secrets_come_from_the_keyset(kms: Any, arns: tuple[str, str]) -> None:
+    from dynaseal import ConfigError
+
+    local = LocalKeyring.new_keyset()
+    multi = MultiKeyring(KmsKeyring(arns[0], client=kms), [local])
+    assert multi.derived_keys("session-tokens") == local.derived_keys("session-tokens")
+    with pytest.raises(ConfigError, match="cannot derive app secrets"):
+        MultiKeyring(KmsKeyring(arns[0], client=kms)).derived_keys("session-tokens")

@@ -201,3 +201,10 @@ def test_a_refused_secret_leaves_no_key_material_in_traceback_frames(sm: Any) ->
                 tb.tb_frame.f_code.co_name
         tb = tb.tb_next
     assert e.value.__context__ is None
+
+
+def test_app_secrets_from_a_secret_keyset(sm: Any, secret: str) -> None:
+    ring = SecretsManagerKeyring(secret, sm)
+    ring2, _, _ = read_secret_keyset(secret, sm)
+    assert ring.derived_keys("tokens") == ring2.derived_keys("tokens")
+    assert len(ring.derived_keys("tokens")) == 1 and len(ring.derived_keys("tokens")[0]) == 32

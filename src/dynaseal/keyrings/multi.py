@@ -94,3 +94,10 @@ class MultiKeyring(Keyring):
             except NotImplementedError:
                 continue
         raise DynasealError("no keyring of the MultiKeyring holds a blind-index key")
+
+    def derived_keys(self, purpose: str) -> list[bytes]:
+        """From the first keyring that can derive app secrets (a keyset), generator first."""
+        for keyring in self.keyrings:
+            if type(keyring).derived_keys is not Keyring.derived_keys:
+                return keyring.derived_keys(purpose)
+        return super().derived_keys(purpose)

@@ -241,6 +241,9 @@ class SecretsManagerKeyring(Keyring):
     def index_key(self, table: str, attribute: str) -> bytes:
         return self.current().index_key(table, attribute)
 
+    def derived_keys(self, purpose: str) -> list[bytes]:
+        return self.current().derived_keys(purpose)
+
 
 # -- the command line's side: create and rotate -----------------------------------------------
 
