@@ -8,14 +8,8 @@ own ``LocalKeyring``, same items, same run. KMS calls are counted with botocore'
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +26,7 @@ from dynamodb_encryption_sdk.structures import AttributeActions, EncryptionConte
 from harness import markdown_table, rate, ratio, throughput, verdict
 
 from dynaseal import ItemSealer, KmsKeyring
-from dynaseal.devstack import free_port
+from dynaseal.devstack import LocalMoto
 
 ITEMS = 10_000
 """Items sealed and opened by the cached keyrings (and the unit of "calls per 10,000")."""
@@ -40,35 +34,6 @@ ROUNDS = 3
 """KmsKeyring and LocalKeyring are timed in alternation, this many rounds of 2 passes each."""
 LEGACY_ITEMS = 300
 """Items for the legacy provider: a KMS round trip each, so fewer (rates, not totals, compare)."""
-
-
-@contextmanager
-def moto_kms(workdir: Path) -> Iterator[str]:
-    """moto's standalone server on a free loopback port; killed on the way out."""
-    port = free_port()
-    exe = Path(sys.executable).parent / "moto_server"
-    with open(workdir / "moto.log", "wb") as log:
-        proc = subprocess.Popen([str(exe), "-p", str(port), "-H", "127.0.0.1"], stdout=log,
-                                stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto_server did not start") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 class Counted:
@@ -112,8 +77,8 @@ class LegacyKms:
 def kms_bench(workdir: Path) -> str:
     """Section 4; returns the report."""
     items = users(ITEMS)
-    with moto_kms(workdir) as url:
-        kms = Counted(url)
+    with LocalMoto(log_path=workdir / "moto.log") as moto:
+        kms = Counted(moto.endpoint_url)
         arn = kms.client.create_key(Description="dynaseal bench")["KeyMetadata"]["Arn"]
         kms.calls.clear()
 
@@ -175,8 +140,7 @@ def kms_bench(workdir: Path) -> str:
         f"one opens them (botocore before-call hook). Rates: best of {2 * ROUNDS} passes over "
         f"the same {ITEMS:,} items after the counted pass (cache warm, as in a running "
         f"service), KmsKeyring and LocalKeyring alternating; "
-        f"legacy: {LEGACY_ITEMS} items, one pass, its calls scaled to 10,000. "
-        f"pid {os.getpid()}.",
+        f"legacy: {LEGACY_ITEMS} items, one pass, its calls scaled to 10,000.",
         "",
         markdown_table(["scheme", "seal items/s", "open items/s", "KMS calls / 10,000 writes",
                         "KMS calls / 10,000 reads"], rows),

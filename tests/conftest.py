@@ -133,35 +133,7 @@ class MotoServer:
 def moto_server(tmp_path_factory: pytest.TempPathFactory, _aws_env: None
                 ) -> Iterator[MotoServer]:
     """``.venv/bin/moto_server`` on a free 127.0.0.1 port for the session, killed at the end."""
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+    from dynaseal.devstack import LocalMoto
 
-    from dynaseal.devstack import free_port
-
-    port = free_port()
-    exe = Path(sys.executable).parent / "moto_server"
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(exe), "-p", str(port), "-H", "127.0.0.1"],
-                                stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/moto-api/", timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start: {log.read_text()}") from None
-                time.sleep(0.1)
-        yield MotoServer(url)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with LocalMoto(log_path=tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield MotoServer(server.endpoint_url)

@@ -28,7 +28,7 @@ from dynaseal import (
     SealedTable,
 )
 from dynaseal.connection import aws_client
-from dynaseal.devstack import free_port
+from dynaseal.devstack import LocalMoto
 from dynaseal.header import Header
 from dynaseal.keyrings.interface import PROVIDER_AWS_KMS
 from keyrings_support import CallCounter, FakeClock, Injector
@@ -229,28 +229,11 @@ def test_a_tampered_blob_is_an_integrity_error(kms: Any, key_arn: str) -> None:
 # -- failing closed -------------------------------------------------------------------------
 
 
-def _moto(port: int, log: Path) -> subprocess.Popen[bytes]:
-    exe = Path(sys.executable).parent / "moto_server"
-    with open(log, "wb") as out:
-        return subprocess.Popen([str(exe), "-p", str(port), "-H", "127.0.0.1"], stdout=out,
-                                stderr=subprocess.STDOUT)
-
-
 def test_kms_stopped_mid_run_fails_closed_and_writes_nothing(make_table: Any, tmp_path: Path
                                                              ) -> None:
-    import time
-    import urllib.request
-
-    port = free_port()
-    proc = _moto(port, tmp_path / "moto.log")
+    server = LocalMoto(log_path=tmp_path / "moto.log").start()
     try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        url = server.endpoint_url
         client = aws_client("kms", endpoint_url=url, region="us-east-1", max_attempts=2)
         arn = client.create_key()["KeyMetadata"]["Arn"]
         clock = FakeClock()
@@ -258,8 +241,7 @@ def test_kms_stopped_mid_run_fails_closed_and_writes_nothing(make_table: Any, tm
                             keyring=KmsKeyring(arn, client=client, cache_ttl=30, clock=clock))
         for i in range(5):
             table.put_item(item(i))
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.stop()
         table.put_item(item(5))  # the cached data key still serves within its TTL
         clock.advance(31)  # ... and after it KMS must be asked: it is gone
         with pytest.raises(KeyringError) as e:
@@ -274,9 +256,7 @@ def test_kms_stopped_mid_run_fails_closed_and_writes_nothing(make_table: Any, tm
         assert sorted(r["user_id"] for r in raw) == [f"u{i:05d}" for i in range(6)]
         assert all("_ds" in r and isinstance(r["email"].value, bytes) for r in raw)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        server.stop()
 
 
 @pytest.mark.parametrize("code, words", [

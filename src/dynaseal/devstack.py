@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +22,7 @@ from types import TracebackType
 
 from .errors import DynasealError
 
-__all__ = ["LocalDynamoDB", "find_dynalite", "free_port"]
+__all__ = ["LocalDynamoDB", "LocalMoto", "find_dynalite", "free_port"]
 
 HOST = "127.0.0.1"
 
@@ -111,16 +112,7 @@ class LocalDynamoDB:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _terminate(proc)
 
     def __enter__(self) -> LocalDynamoDB:
         return self.start()
@@ -128,3 +120,72 @@ class LocalDynamoDB:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+def _terminate(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM the server's process group, SIGKILL if it is still there 10 s later."""
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+class LocalMoto:
+    """moto's standalone server (``moto_server``, from the ``moto[server]`` dev extra) on a
+    loopback port: the KMS and Secrets Manager of the tests and benchmarks, over real HTTP.
+    A context manager that starts and stops it."""
+
+    def __init__(self, port: int | None = None, *,
+                 log_path: str | os.PathLike[str] | None = None) -> None:
+        self.port = port or free_port()
+        self.log_path = Path(log_path) if log_path else None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> LocalMoto:
+        exe = Path(sys.executable).parent / "moto_server"
+        if not exe.exists():
+            raise DynasealError("moto_server is not installed: pip install 'moto[server]'")
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self._proc = subprocess.Popen(  # noqa: S603
+                [str(exe), "-p", str(self.port), "-H", HOST], stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            if self.log_path:
+                out.close()  # type: ignore[union-attr]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise DynasealError(f"moto_server exited at start (code "
+                                    f"{self._proc.returncode}); is port {self.port} free?")
+            try:
+                with urllib.request.urlopen(self.endpoint_url + "/moto-api/",  # noqa: S310
+                                            timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise DynasealError(f"moto_server did not answer on {self.endpoint_url} in "
+                            f"{timeout:.0f}s")
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        _terminate(proc)
+
+    def __enter__(self) -> LocalMoto:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
