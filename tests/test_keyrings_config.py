@@ -200,3 +200,16 @@ def test_iam_policy_for_a_local_keyring_needs_the_account(tmp_path: Path) -> Non
     assert policy["Statement"][0]["Resource"] == [
         "arn:aws:dynamodb:eu-north-1:444455556666:table/users"]
     assert "kms" not in out and "secretsmanager" not in out
+
+
+@pytest.mark.parametrize("keyring, region", [
+    ({"type": "secretsmanager", "secret_id": "prod/keys"}, "us-east-1"),  # [dynamodb] region
+    ({"type": "secretsmanager", "secret_id": "prod/keys", "region": "eu-west-3"}, "eu-west-3"),
+    ({"type": "secretsmanager",
+      "secret_id": "arn:aws:secretsmanager:ap-south-1:111122223333:secret:prod/keys-AbCdEf"},
+     "ap-south-1"),
+])
+def test_the_secrets_region(keyring: dict[str, Any], region: str) -> None:
+    ring = load(keyring).keyring()
+    assert isinstance(ring, SecretsManagerKeyring)
+    assert ring.client.meta.region_name == region

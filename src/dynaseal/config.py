@@ -69,8 +69,10 @@ class KeyringSettings:
     generator: KeyringSettings | None = None
     others: tuple[KeyringSettings, ...] = ()
 
-    def build(self) -> Keyring:
-        """The keyring these settings describe (clients are built on first use)."""
+    def build(self, default_region: str | None = None) -> Keyring:
+        """The keyring these settings describe (clients are built on first use). A secret's
+        region: its own setting, else the region in its ARN, else ``default_region`` (the
+        ``[dynamodb]`` region), else the AWS environment."""
         if self.type == "local":
             assert self.path is not None
             return LocalKeyring.load(self.path)
@@ -80,10 +82,13 @@ class KeyringSettings:
                               cache_max_items=self.cache_max_items)
         if self.type == "secretsmanager":
             assert self.secret_id is not None
+            arn_region = (self.secret_id.split(":")[3] if self.secret_id.startswith("arn:")
+                          and self.secret_id.count(":") >= 6 else None)
             return SecretsManagerKeyring(self.secret_id, refresh_interval=self.refresh_interval,
-                                         region=self.region)
+                                         region=self.region or arn_region or default_region)
         assert self.generator is not None
-        return MultiKeyring(self.generator.build(), [o.build() for o in self.others])
+        return MultiKeyring(self.generator.build(default_region),
+                            [o.build(default_region) for o in self.others])
 
     def walk(self) -> Iterator[tuple[str, KeyringSettings]]:
         """Every keyring of the tree with its role: ``generator`` (seals and opens) or
@@ -174,7 +179,7 @@ class Config:
     def keyring(self) -> Keyring:
         if self._keyring is None:
             try:
-                self._keyring = self.keyring_settings.build()
+                self._keyring = self.keyring_settings.build(self.dynamodb.region)
             except ConfigError as e:
                 raise ConfigError(f"{self.path}: keyring: {e}") from None
         return self._keyring
