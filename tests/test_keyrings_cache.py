@@ -85,9 +85,7 @@ def test_removal_is_idempotent_and_never_removes_a_fresh_entry() -> None:
     cache.discard("a")  # twice: not an error
     cache.discard("never there")
     assert len(cache) == 0 and cache.bytes == 0
-    # a stale entry seen by one thread, replaced by another: removing "what I saw" is a no-op
-    old = cache._entries.get("a")
-    assert old is None
+    # an entry seen by one thread, then replaced by another: removing "what I saw" is a no-op
     cache.get("a", _loader([]), size=_size)
     seen = cache._entries["a"]
     cache.put("a", Secret(b"n" * 32), size=32)
