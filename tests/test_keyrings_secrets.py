@@ -208,3 +208,20 @@ def test_app_secrets_from_a_secret_keyset(sm: Any, secret: str) -> None:
     ring2, _, _ = read_secret_keyset(secret, sm)
     assert ring.derived_keys("tokens") == ring2.derived_keys("tokens")
     assert len(ring.derived_keys("tokens")) == 1 and len(ring.derived_keys("tokens")[0]) == 32
+
+
+def test_cli_rotate_waits_the_configured_refresh_interval(moto_server: Any, sm: Any,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Any) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETSMANAGER", moto_server.endpoint_url)
+    name = f"dynaseal/cfg-rotate-{time.time_ns()}"
+    create_secret_keyset(name, sm)
+    config = tmp_path / "dynaseal.toml"
+    config.write_text(f'[keyring]\ntype = "secretsmanager"\nsecret_id = "{name}"\n'
+                      'refresh_interval = 900\n\n[tables.users]\npartition_key = "user_id"\n')
+    before = time.time()
+    out = CliRunner().invoke(cli, ["keys", "rotate", "--secret", name, "--config", str(config)])
+    assert out.exit_code == 0, out.output
+    _, pending, at = read_secret_keyset(name, sm)
+    assert pending is not None and at is not None
+    assert before + 900 <= at <= time.time() + 901

@@ -110,25 +110,36 @@ def keys_generate(path: str | None, secret_id: str | None, region: str | None) -
                              "the new key becomes primary only --activate-after seconds later.")
 @_secret_options
 @click.option("--activate-after", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
-              help="--secret only: seconds until the new key becomes primary (default 300, "
-                   "the readers' refresh interval; 0 for at once)")
+              help="--secret only: seconds until the new key becomes primary (default: the "
+                   "readers' refresh interval for this secret in --config, else 300; 0 for "
+                   "at once)")
+@click.option("--config", "config_path", default=None, metavar="PATH",
+              help="--secret only: read the readers' refresh interval for the secret here")
 def keys_rotate(path: str | None, secret_id: str | None, region: str | None,
-                activate_after: float | None) -> None:
+                activate_after: float | None, config_path: str | None) -> None:
     _one_keyset(path, secret_id)
     if secret_id is not None:
         from datetime import UTC, datetime
 
         from .keyrings.secrets_manager import rotate_secret_keyset
 
-        after = 300.0 if activate_after is None else activate_after
+        after = activate_after
+        if after is None and config_path is not None:
+            from .config import Config
+
+            after = max((kr.refresh_interval for _, kr in
+                         Config.load(config_path).keyring_settings.walk()
+                         if kr.type == "secretsmanager" and kr.secret_id == secret_id),
+                        default=None)
+        after = 300.0 if after is None else after
         old, new, at = rotate_secret_keyset(secret_id, after, region=region)
         when = ("now" if after == 0 else
                 datetime.fromtimestamp(at, UTC).strftime("at %Y-%m-%dT%H:%M:%SZ"))
         click.echo(f"rotated secret {secret_id}: key {new} added, primary {when} (until then "
                    f"{old}); {old} still decrypts")
         return
-    if activate_after is not None:
-        raise click.UsageError("--activate-after applies to --secret keysets only")
+    if activate_after is not None or config_path is not None:
+        raise click.UsageError("--activate-after and --config apply to --secret keysets only")
     ring = LocalKeyring.load(str(path))
     old = ring.primary_key_id
     new = ring.rotate()
