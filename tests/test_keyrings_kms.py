@@ -411,3 +411,21 @@ def test_boto3_session_default_is_not_used_for_kms(monkeypatch: pytest.MonkeyPat
     ring = KmsKeyring("arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab")
     assert ring.client.meta.region_name == "eu-west-1"
     assert boto3  # imported for the fixtures' clients
+
+
+def test_botocore_debug_logging_never_shows_a_data_key(kms: Any, key_arn: str,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    import base64
+    import logging
+
+    ring = KmsKeyring(key_arn, client=kms)
+    with caplog.at_level(logging.DEBUG, logger="botocore"):
+        data_key = ring.new_data_key({"dynaseal:table": "users"})
+        fresh = KmsKeyring(key_arn, client=kms)
+        opened = fresh.decrypt_data_key(data_key.wrapped, {"dynaseal:table": "users"})
+        fresh.wrap_data_key(data_key.plaintext, {"dynaseal:table": "users"})
+    assert opened == data_key.plaintext
+    assert "Response body" in caplog.text or "not logged" in caplog.text  # botocore did log
+    assert "was not logged" in caplog.text
+    for form in (base64.b64encode(data_key.plaintext).decode(), data_key.plaintext.hex()):
+        assert form not in caplog.text

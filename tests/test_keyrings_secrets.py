@@ -225,3 +225,19 @@ def test_cli_rotate_waits_the_configured_refresh_interval(moto_server: Any, sm: 
     _, pending, at = read_secret_keyset(name, sm)
     assert pending is not None and at is not None
     assert before + 900 <= at <= time.time() + 901
+
+
+def test_botocore_debug_logging_never_shows_the_keyset(sm: Any,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    name = f"dynaseal/log-{time.time_ns()}"
+    with caplog.at_level(logging.DEBUG, logger="botocore"):
+        create_secret_keyset(name, sm)
+        rotate_secret_keyset(name, 0, sm)
+        SecretsManagerKeyring(name, sm).primary_key_id  # noqa: B018
+    text = sm.get_secret_value(SecretId=name)["SecretString"]
+    assert "was not logged" in caplog.text
+    for material in [k["material"] for k in json.loads(text)["keys"]]:
+        assert material not in caplog.text
+        assert material.replace("/", "\\/") not in caplog.text

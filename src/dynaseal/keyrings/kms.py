@@ -30,6 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..errors import ConfigError, DynasealError, KeyringError
 from .cache import DataKeyCache, Secret
 from .interface import PROVIDER_AWS_KMS, DataKey, Keyring, UnwrapError, WrappedKey
+from .redact import install_log_redaction
 
 __all__ = ["KmsKeyring", "NoIndexKeyError", "kms_error", "parse_key_arn"]
 
@@ -112,6 +113,7 @@ class KmsKeyring(Keyring):
                  cache_max_bytes: int = 1 << 20, max_attempts: int = 5,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._arn_parts = parse_key_arn(key_id)
+        install_log_redaction()
         if isinstance(cache_ttl, bool) or not isinstance(cache_ttl, int | float) or cache_ttl <= 0:
             raise ConfigError("cache_ttl must be a positive number of seconds")
         if isinstance(cache_max_items, bool) or not isinstance(cache_max_items, int) \

@@ -33,6 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..errors import ConfigError, DynasealError, KeyringError
 from .interface import PROVIDER_LOCAL, DataKey, Keyring, WrappedKey
 from .local import LocalKeyring, parse_keyset
+from .redact import install_log_redaction
 
 __all__ = ["SecretsManagerKeyring", "create_secret_keyset", "read_secret_keyset",
            "rotate_secret_keyset"]
@@ -60,6 +61,7 @@ def _sm_error(operation: str, secret_id: str, e: Exception) -> KeyringError:
 
 
 def _client(client: Any, region: str | None) -> Any:
+    install_log_redaction()
     if client is not None:
         return client
     from ..connection import aws_client
@@ -142,6 +144,7 @@ class SecretsManagerKeyring(Keyring):
         if isinstance(refresh_interval, bool) or not isinstance(refresh_interval, int | float) \
                 or refresh_interval <= 0:
             raise ConfigError("refresh_interval must be a positive number of seconds")
+        install_log_redaction()
         self.secret_id = secret_id
         self.refresh_interval = float(refresh_interval)
         self.min_reload_interval = float(min_reload_interval)
