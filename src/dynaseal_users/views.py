@@ -19,7 +19,13 @@ from typing import Any, cast
 from flask import Response, current_app, request
 from pydantic import BaseModel
 
-from dynaseal import InvalidItemError, ItemNotFoundError, SealedTable, UniqueConstraintError
+from dynaseal import (
+    InvalidItemError,
+    ItemNotFoundError,
+    ScopedTable,
+    SealedTable,
+    UniqueConstraintError,
+)
 from flask_dynaseal import Dynaseal
 
 from .api import ApiError, operation
@@ -94,7 +100,7 @@ def authenticate() -> dict[str, Any] | None:
     return user
 
 
-def _view(actor: dict[str, Any], user_id: str) -> Any:
+def _view(actor: dict[str, Any], user_id: str) -> ScopedTable:
     """The scoped view through which ``actor`` may see the record ``user_id``."""
     if not _ID.fullmatch(user_id):
         raise _not_found()
@@ -102,7 +108,7 @@ def _view(actor: dict[str, Any], user_id: str) -> Any:
     return _svc().users().scoped("owner", owner)
 
 
-def _record(actor: dict[str, Any], user_id: str) -> tuple[Any, dict[str, Any]]:
+def _record(actor: dict[str, Any], user_id: str) -> tuple[ScopedTable, dict[str, Any]]:
     view = _view(actor, user_id)
     if user_id == actor["user_id"]:
         return view, actor  # read through this same view by authenticate(), just now

@@ -7,7 +7,9 @@ the next; the rate-limit tests build their own apps with small limits.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import logging
 import os
 import subprocess
 import time
@@ -17,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 from flask import Flask
-from users_support import FlaskHttp, LiveHttp, UsersEnv
+from users_support import PLANTED, FlaskHttp, LiveHttp, UsersEnv
 
 from dynaseal import Config, LocalKeyring, SealedTable
 from dynaseal.devstack import LocalDynamoDB, free_port
@@ -33,6 +35,40 @@ USERS_TABLE = {
 }
 HIGH_LIMITS = {"USERS_LOGIN_LIMIT_ADDRESS": "10000 per minute",
                "USERS_LOGIN_LIMIT_ACCOUNT": "10000 per minute"}
+
+
+class _Keep(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.texts: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.texts.append(self.format(record))
+        self.texts.append(repr({k: v for k, v in vars(record).items() if k not in ("msg", "args")}))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def suite_log_canary() -> Iterator[None]:
+    """The whole users suite runs with the root logger and botocore at DEBUG (the unsafe AWS
+    flag off, so each app lowers botocore again); at the end no record, raw, base64 or hex,
+    holds any value the suite registered or any token it was given (a failure shows as an
+    error at teardown). test_users_logs.py checks one full flow with planted secrets."""
+    keep, root = _Keep(), logging.getLogger()
+    levels = {name: logging.getLogger(name).level for name in ("", "botocore", "boto3", "urllib3")}
+    root.addHandler(keep)
+    for name in levels:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    yield
+    root.removeHandler(keep)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    text = "\n".join(keep.texts)
+    assert text, "the canary saw no log record at all"
+    for value in set(PLANTED):
+        raw = value.encode()
+        for form in {value, raw.hex(), base64.b64encode(raw).decode(),
+                     base64.urlsafe_b64encode(raw).decode().rstrip("=")}:
+            assert len(form) < 8 or form not in text, "a log record holds a planted value"
 
 
 @pytest.fixture(scope="session")
@@ -82,13 +118,13 @@ def live_server(users_env: UsersEnv, tmp_path_factory: pytest.TempPathFactory
                                 stderr=subprocess.STDOUT, env=dict(os.environ))
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while True:
             assert proc.poll() is None, log_path.read_text()
-            with contextlib.suppress(requests.ConnectionError):
-                if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{base}/healthz", timeout=10).status_code == 200:
                     break
-            assert time.monotonic() < deadline, "gunicorn did not answer in 30 s"
+            assert time.monotonic() < deadline, "gunicorn did not answer in 90 s"
             time.sleep(0.1)
         yield LiveHttp(base, log_path)
     finally:

@@ -16,6 +16,9 @@ from flask.testing import FlaskClient
 from dynaseal import Config
 
 PASSWORD = "correct horse battery staple"
+PLANTED: list[str] = []
+"""Every value a test of this suite registered or received as a token: the session-wide log
+canary (conftest.py) checks that no log record of the whole suite holds any of them."""
 
 
 @dataclass
@@ -83,6 +86,8 @@ def registration(**changes: Any) -> dict[str, Any]:
             "name": f"Name {tag}", "ssn": ssn,
             "address": f"{tag} Example Street"}
     body.update(changes)
+    PLANTED.extend(v for k, v in body.items()
+                   if k in ("email", "name", "ssn", "address") and isinstance(v, str))
     return body
 
 
@@ -100,6 +105,7 @@ def log_in(http: Any, email: str, password: str) -> str:
     r = http("POST", "/sessions", json={"email": email, "password": password})
     assert r.status == 201, r.body
     token: str = r.json()["token"]
+    PLANTED.extend((token, password))
     return token
 
 
