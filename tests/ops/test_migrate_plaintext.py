@@ -39,7 +39,8 @@ def _spec(unique: bool) -> dict[str, Any]:
 def _user(i: int) -> dict[str, Any]:
     return {"user_id": f"u{i:05d}", "created_at": "2026-11-28", "role": "member",
             "email": f"User{i}@Example.com", "ssn": f"078-05-{i:04d}", "ttl": 1900000000 + i,
-            "name": f"Ada {i}", "tags": {"a", "b"}}
+            "name": f"Ada {i}", "tags": {"a", "b"},
+            "address": {"city": "Springfield", "lines": [f"{i} Elm Drive", "Apt 2"]}}
 
 
 def _tables(make_table: Any, tmp_path: Any, dynalite: Any, n: int, unique: bool = True

@@ -6,7 +6,6 @@ rate-limited scan with conditional writes. See docs/OPERATIONS.md.
 
 from .checkpoints import DEFAULT_TABLE as CHECKPOINT_TABLE
 from .checkpoints import Checkpoint, CheckpointStore
-from .conditions import unchanged_condition
 from .engine import Decision, Job, RunOptions, Summary, parse_segments, run_job
 from .reencrypt import ReencryptJob
 
@@ -21,5 +20,4 @@ __all__ = [
     "Summary",
     "parse_segments",
     "run_job",
-    "unchanged_condition",
 ]

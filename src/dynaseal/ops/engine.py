@@ -7,7 +7,7 @@ replacement, or report it as failed). The engine does everything else, the same 
 - a parallel scan (``TotalSegments``), one thread per segment run on this host, pages of
   ``page_size`` items, so memory holds one page per thread whatever the table's size;
 - every write is a single ``PutItem`` conditional on the item being unchanged since it was
-  read (:func:`~dynaseal.ops.conditions.unchanged_condition`); on a conflict the item is read
+  read (:func:`~dynaseal.conditions.unchanged_condition`); on a conflict the item is read
   again (consistently) and examined afresh, so a concurrent application write is never
   overwritten. Never ``BatchWriteItem``: it cannot carry a condition;
 - per-segment checkpoints (:mod:`~dynaseal.ops.checkpoints`) saved after every page whose items
@@ -29,12 +29,12 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from ..conditions import unchanged_condition
 from ..errors import DynasealError, IntegrityError
 from ..schema import HEADER_ATTRIBUTE
 from ..sealer import describe_key
 from ..table import SealedTable
 from .checkpoints import DEFAULT_TABLE, CheckpointStore
-from .conditions import unchanged_condition
 
 __all__ = ["Decision", "Job", "RunOptions", "Summary", "parse_segments", "run_job"]
 
