@@ -1,10 +1,13 @@
 """Operations: ``reencrypt`` throughput against a plain scan-and-conditional-put copy, and the
 peak memory of a ``dynaseal reencrypt`` process as the table grows (dynalite on 127.0.0.1).
 
-The baseline does what any online copy must: a parallel scan (same segments, same page size,
-one thread per segment) and one conditional ``PutItem`` per item into a second table, with no
-cryptography and no checkpoints. ``reencrypt`` opens every item, reseals it under the new
-primary key, writes it back on condition that its seal is unchanged, and checkpoints each page.
+The baseline does what any online rewrite must: a parallel scan (same segments, same page
+size, one thread per segment) and one ``PutItem`` per item, written back to the same table on
+condition that its ``_ds`` is unchanged, with no cryptography and no checkpoints.
+``reencrypt`` opens every item, reseals it under the new primary key, writes it back on the
+same kind of condition, and checkpoints each page. The two alternate for ``ROUNDS`` rounds on
+the same table (the key is rotated before each ``reencrypt`` round); the best round of each
+is reported, so a burst of load from elsewhere on the machine does not decide the ratio.
 
 Memory: the job runs as its own process (the CLI) and its peak resident set size is read from
 ``wait4``; the table is grown between runs, the key rotated before each.
@@ -36,10 +39,11 @@ from dynaseal.tables import create_table
 SEGMENTS = 4
 PAGE = 100
 TARGET = 0.8
+ROUNDS = 3
 
 
 def _sizes() -> tuple[int, list[int]]:
-    items = int(os.environ.get("DYNASEAL_OPS_BENCH_ITEMS", "5000"))
+    items = int(os.environ.get("DYNASEAL_OPS_BENCH_ITEMS", "3000"))
     memory = [int(s) for s in os.environ.get("DYNASEAL_OPS_BENCH_MEMORY",
                                              "10000,100000").split(",") if s]
     return items, memory
@@ -54,8 +58,8 @@ def _seed(sealed: SealedTable, start: int, stop: int) -> None:
             batch.put_item(Item=sealed.sealer.seal(item))
 
 
-def _plain_copy(resource: Any, source: str, target: str) -> float:
-    """Items per second of a segmented scan + conditional PutItem copy of ``source``."""
+def _plain_rewrite(resource: Any, source: str) -> float:
+    """Items per second of a segmented scan + conditional PutItem of each item, as read."""
     client = resource.meta.client
     copied = [0] * SEGMENTS
 
@@ -65,9 +69,10 @@ def _plain_copy(resource: Any, source: str, target: str) -> float:
         while True:
             page = client.scan(**request)
             for item in page.get("Items", []):
-                client.put_item(TableName=target, Item=item,
-                                ConditionExpression="attribute_not_exists(#k)",
-                                ExpressionAttributeNames={"#k": PARTITION_KEY})
+                client.put_item(TableName=source, Item=item,
+                                ConditionExpression="#h = :h",
+                                ExpressionAttributeNames={"#h": "_ds"},
+                                ExpressionAttributeValues={":h": item["_ds"]})
                 copied[i] += 1
             if "LastEvaluatedKey" not in page:
                 return
@@ -93,6 +98,55 @@ def _peak_rss_mb(config: Path, table: str) -> tuple[float, int]:
     return usage.ru_maxrss / 1024, proc.returncode
 
 
+def _migration_section(resource: Any, workdir: Path, items: int, schema: Any) -> list[str]:
+    """``migrate --from fernet`` next to ``migrate --from plaintext``: the same users, one
+    table written in the clear, one the tutorial's way (Fernet tokens under ``*_enc``)."""
+    from cryptography.fernet import Fernet
+
+    from dynaseal.ops.migrate import MigrateJob
+    from dynaseal.ops.readers import FernetReader, PlaintextReader
+
+    fernet_key = Fernet.generate_key()
+    fernet = Fernet(fernet_key)
+    ring = LocalKeyring.generate(workdir / "ops-migrate-keys.json")
+    rng = random.Random(11)
+    people = []
+    for i in range(items):
+        person = user_item(rng)
+        person[PARTITION_KEY] = f"u{i:08d}"
+        people.append(person)
+    rates = {}
+    for source in ("plaintext", "fernet"):
+        name = f"ops_migrate_{source}"
+        list(create_table(resource, name, schema))
+        table = resource.Table(name)
+        with table.batch_writer() as batch:
+            for person in people:
+                stored = dict(person)
+                if source == "fernet":
+                    for attr in ("email", "ssn"):
+                        stored[f"{attr}_enc"] = fernet.encrypt(stored.pop(attr).encode()).decode()
+                batch.put_item(Item=stored)
+        sealed = SealedTable(table, schema=schema, keyring=ring)
+        reader: Any = (PlaintextReader(name, schema) if source == "plaintext"
+                       else FernetReader(name, schema, [fernet_key]))
+        summary = run_job(sealed, MigrateJob(sealed, reader), RunOptions(
+            total_segments=SEGMENTS, page_size=PAGE, job_id=f"bench-{source}"))
+        assert summary.resealed == items and summary.failures == 0, summary.as_dict()
+        rates[source] = summary.resealed / summary.elapsed
+    return [
+        f"Migration of {items:,} users, same segments, same run: one table in the clear, "
+        "one written the tutorial's way (email and ssn as Fernet tokens under `*_enc`).",
+        "",
+        markdown_table(
+            ["Job", "Items/s", "vs plaintext"],
+            [["migrate --from plaintext", rate(rates["plaintext"]), "1.00x"],
+             ["migrate --from fernet (decrypt 2 tokens, rename, seal)",
+              rate(rates["fernet"]), ratio(rates["fernet"] / rates["plaintext"])]]),
+        "",
+    ]
+
+
 def ops_bench(workdir: Path) -> str:
     items, memory_sizes = _sizes()
     schema = user_schema()
@@ -101,27 +155,36 @@ def ops_bench(workdir: Path) -> str:
         endpoint = resource.meta.client.meta.endpoint_url
         ring = LocalKeyring.generate(workdir / "ops-keys.json")
         list(create_table(resource, "ops_src", schema))
-        list(create_table(resource, "ops_copy", schema))
         sealed = SealedTable(resource.Table("ops_src"), schema=schema, keyring=ring)
         _seed(sealed, 0, items)
-        copy_rate = _plain_copy(resource, "ops_src", "ops_copy")
-        ring.rotate()
-        sealed = SealedTable(resource.Table("ops_src"), schema=schema, keyring=ring)
-        summary = run_job(sealed, ReencryptJob(sealed), RunOptions(
-            total_segments=SEGMENTS, page_size=PAGE, job_id="bench"))
-        assert summary.resealed == items and summary.failures == 0, summary.as_dict()
-        job_rate = summary.resealed / summary.elapsed
+        copy_rates, job_rates = [], []
+        for _ in range(ROUNDS):
+            copy_rates.append(_plain_rewrite(resource, "ops_src"))
+            ring.rotate()
+            sealed = SealedTable(resource.Table("ops_src"), schema=schema, keyring=ring)
+            summary = run_job(sealed, ReencryptJob(sealed), RunOptions(
+                total_segments=SEGMENTS, page_size=PAGE, job_id="bench"))
+            assert summary.resealed == items and summary.failures == 0, summary.as_dict()
+            job_rates.append(summary.resealed / summary.elapsed)
+        copy_rate, job_rate = max(copy_rates), max(job_rates)
         ratio_ = job_rate / copy_rate
         lines += [
-            f"{items:,} reference user items, {SEGMENTS} segments, pages of {PAGE}; same run.",
+            f"{items:,} reference user items, {SEGMENTS} segments, pages of {PAGE}; the two "
+            f"jobs alternate for {ROUNDS} rounds in the same run, best round shown (all "
+            f"rounds: plain {', '.join(rate(r) for r in copy_rates)}; reencrypt "
+            f"{', '.join(rate(r) for r in job_rates)} items/s).",
             "",
             markdown_table(
-                ["Job", "Items/s", "vs plain copy", f"Target >= {TARGET}x"],
-                [["plain scan + conditional PutItem copy", rate(copy_rate), "1.00x", ""],
+                ["Job", "Items/s", "vs plain rewrite", f"Target >= {TARGET}x"],
+                [["plain scan + conditional PutItem of each item", rate(copy_rate), "1.00x",
+                  ""],
                  ["dynaseal reencrypt (open, reseal, conditional put, checkpoints)",
                   rate(job_rate), ratio(ratio_), verdict(ratio_ >= TARGET)]]),
             "",
         ]
+        lines += _migration_section(resource, workdir, items, schema)
+        if not memory_sizes:
+            return "\n".join(lines)
 
         rows = []
         (workdir / "ops.toml").write_text(

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -398,13 +398,12 @@ def run_job(sealed: SealedTable, job: Job, options: RunOptions) -> Summary:
             run.task = progress.add_task(job_id, total=total, summary=summary)
         workers = max(1, min(len(segments), options.max_workers))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dynaseal-ops") as pool:
-            futures = [pool.submit(_guarded, run, s, errors) for s in segments]
+            pending = {pool.submit(_guarded, run, s, errors) for s in segments}
             try:
-                for f in futures:
-                    while not f.done():
-                        time.sleep(0.1)
-                        if progress is not None:
-                            progress.refresh()
+                while pending:  # returns as soon as the last segment is done
+                    _done, pending = wait(pending, timeout=0.2)
+                    if progress is not None:
+                        progress.refresh()
             except KeyboardInterrupt:
                 run.stop.set()
                 raise
