@@ -17,6 +17,7 @@ from .keyrings.kms import KmsKeyring
 from .keyrings.local import KeyInfo, LocalKeyring
 from .keyrings.multi import MultiKeyring
 from .keyrings.secrets_manager import SecretsManagerKeyring
+from .ops.readers import DdbecReader, FernetReader, MigrationReader, PlaintextReader
 from .schema import HEADER_ATTRIBUTE, Schema
 from .scoped import ScopedTable
 from .sealer import FORMAT_VERSION, ItemSealer
@@ -31,7 +32,9 @@ __all__ = [
     "Config",
     "ConfigError",
     "DataKey",
+    "DdbecReader",
     "DynasealError",
+    "FernetReader",
     "IntegrityError",
     "InvalidItemError",
     "ItemNotFoundError",
@@ -42,7 +45,9 @@ __all__ = [
     "KeyringError",
     "KmsKeyring",
     "LocalKeyring",
+    "MigrationReader",
     "MultiKeyring",
+    "PlaintextReader",
     "Schema",
     "ScopedTable",
     "SealedBatchWriter",
