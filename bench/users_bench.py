@@ -25,7 +25,7 @@ from flask import Flask, jsonify, request
 
 from dynaseal import Config, LocalKeyring
 from dynaseal.devstack import LocalDynamoDB, free_port
-from dynaseal_users.devserver import gunicorn_command
+from dynaseal_users.devserver import gunicorn_command, stop
 
 SECONDS = int(os.environ.get("USERS_BENCH_SECONDS", "5"))
 """Seconds per GET run (ROUNDS alternating runs per target); POST /sessions runs once for
@@ -120,15 +120,6 @@ def _serve(app_spec: str, env: dict[str, str], log: Path) -> tuple[subprocess.Po
     raise RuntimeError(f"gunicorn did not start; see {log}")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def _locust(tmp: Path, base: str, route: str, data: list[dict[str, str]], tag: str,
             seconds: int) -> dict[str, float]:
     (tmp / "locustfile.py").write_text(LOCUSTFILE)
@@ -161,7 +152,7 @@ def _combine(runs: list[dict[str, float]]) -> dict[str, float]:
             "failures": sum(r["failures"] for r in runs)}
 
 
-def _seed_secure(base: str) -> list[dict[str, str]]:
+def _seed(base: str, log_in: bool) -> list[dict[str, str]]:
     users = []
     for i in range(SEEDED):
         email = f"bench.{i}.{os.getpid()}@example.com"
@@ -169,23 +160,13 @@ def _seed_secure(base: str) -> list[dict[str, str]]:
                                                  "name": f"Bench User {i}", "ssn": "078-05-1120",
                                                  "address": f"{i} Bench Street"}, timeout=30)
         r.raise_for_status()
-        token = requests.post(base + "/sessions", json={"email": email, "password": PASSWORD},
-                              timeout=30).json()["token"]
+        token = "none"
+        if log_in:
+            token = requests.post(base + "/sessions", json={"email": email,
+                                                            "password": PASSWORD},
+                                  timeout=30).json()["token"]
         users.append({"id": r.json()["id"], "email": email, "password": PASSWORD,
                       "token": token})
-    return users
-
-
-def _seed_insecure(base: str) -> list[dict[str, str]]:
-    users = []
-    for i in range(SEEDED):
-        email = f"bench.{i}.{os.getpid()}@example.com"
-        r = requests.post(base + "/users", json={"email": email, "password": PASSWORD,
-                                                 "name": f"Bench User {i}", "ssn": "078-05-1120",
-                                                 "address": f"{i} Bench Street"}, timeout=30)
-        r.raise_for_status()
-        users.append({"id": r.json()["id"], "email": email, "password": PASSWORD,
-                      "token": "none"})
     return users
 
 
@@ -235,8 +216,8 @@ unique = true
         insecure, insecure_base = _serve(
             f"users_bench:insecure_app('plain-users', '{endpoint}')", env, tmp / "insecure.log")
         try:
-            secure_users = _seed_secure(secure_base)
-            insecure_users = _seed_insecure(insecure_base)
+            secure_users = _seed(secure_base, log_in=True)
+            insecure_users = _seed(insecure_base, log_in=False)
             targets = [("dynaseal_users", secure_base, secure_users),
                        ("insecure", insecure_base, insecure_users)]
             rounds: dict[tuple[str, str], list[dict[str, float]]] = {}
@@ -249,14 +230,14 @@ unique = true
                             tmp, base, route, data, f"{route}-{name}-{i}", seconds))
             results = {k: _combine(v) for k, v in rounds.items()}
         finally:
-            _stop(secure)
-            _stop(insecure)
+            stop(secure)
+            stop(insecure)
     return _table(results)
 
 
 def _table(results: dict[tuple[str, str], dict[str, float]]) -> str:
     lines = [
-        "## 4. Users service under load (locust, gunicorn gthread 1x8, dynalite, loopback)\n",
+        "## Users service under load (locust, gunicorn gthread 1x8, dynalite, loopback)\n",
         f"{LOCUST_USERS} locust users (FastHttpUser, no wait); GET: {ROUNDS} alternating runs "
         f"of {SECONDS} s per target (req/s = all requests / all time, p50 = median run, "
         f"p99 = worst run); POST /sessions: one {SECONDS * ROUNDS} s run each; {SEEDED} seeded "

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from dynaseal import Config, DynasealError, LocalKeyring
 from dynaseal.devstack import LocalDynamoDB
 
-__all__ = ["BIND", "gunicorn_command", "main"]
+__all__ = ["BIND", "gunicorn_command", "main", "stop"]
 
 BIND = "127.0.0.1:5000"
 STATE = Path(".dynaseal")
@@ -84,15 +84,20 @@ def main() -> int:
             return server.wait()
         except KeyboardInterrupt:
             # the terminal sent SIGINT to gunicorn too; make sure it is gone before dynalite
-            with contextlib.suppress(ProcessLookupError):
-                server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop(server)
             print("\nstopped gunicorn and dynalite")
             return 0
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (gunicorn's graceful stop), then SIGKILL after 15 s."""
+    with contextlib.suppress(ProcessLookupError):
+        server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
 
 
 if __name__ == "__main__":
