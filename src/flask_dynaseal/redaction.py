@@ -45,10 +45,13 @@ _NAME_PARTS = ("password", "passwd", "token", "authorization", "secret", "cookie
 _NAME_RE = "|".join(["api[_-]?key" if p == "api_key" else p for p in _NAME_PARTS
                      if p != "apikey"])
 
-_NAMED_VALUE = re.compile(
-    r"(?i)(?P<name>[\w-]*(?:" + _NAME_RE + r")[\w-]*)(?P<sep>[\"']?\s*[:=]\s*)"
-    r"(?P<value>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|(?:bearer|basic)\s+[^\s,;&]+"
-    r"|[^\s\"',;&}\]]+)")
+# Every pattern is linear in the text (a log line is attacker-influenced): a name is a whole
+# word (possessive, from a word start) followed by ``=`` or ``:``, and the keyword is looked for
+# in it afterwards; ``[\w-]*keyword[\w-]*`` instead retries from every position of a long word.
+_NAME_SEP = re.compile(r"(?<![\w-])(?P<name>[\w-]++)(?P<sep>[\"']?[ \t]*[:=][ \t]*)")
+_VALUE = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|(?:bearer|basic)[ \t]+[^\s,;&]+"
+                    r"|[^\s\"',;&}\]]+", re.IGNORECASE)
+_SENSITIVE_NAME = re.compile(_NAME_RE, re.IGNORECASE)
 _CREDENTIAL = re.compile(r"(?i)\b(?P<scheme>bearer|basic)\s+[A-Za-z0-9\-._~+/]+=*")
 _ARGON2 = re.compile(r"\$argon2(?:id|i|d)\$[A-Za-z0-9$=,+/.]+")
 _AWS_KEY_ID = re.compile(
@@ -75,8 +78,23 @@ def _card(m: re.Match[str]) -> str:
     return "[REDACTED:card]" if 13 <= len(digits) <= 19 and _luhn(digits) else m.group(0)
 
 
-def _named(m: re.Match[str]) -> str:
-    return f"{m.group('name')}{m.group('sep')}{REDACTED}"
+def _redact_named(text: str) -> str:
+    """Values after sensitive names; a value may hold ``=`` (a cookie), so a name inside a
+    value already redacted is skipped, and a non-sensitive name consumes nothing."""
+    out: list[str] = []
+    pos = 0
+    for m in _NAME_SEP.finditer(text):
+        if m.start() < pos or _SENSITIVE_NAME.search(m.group("name")) is None:
+            continue
+        value = _VALUE.match(text, m.end())
+        if value is None:
+            continue
+        out += (text[pos:m.end()], REDACTED)
+        pos = value.end()
+    if not out:
+        return text
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def redact(text: str) -> str:
@@ -84,7 +102,7 @@ def redact(text: str) -> str:
     recognised, and what deliberately is not)."""
     if not text:
         return text
-    text = _NAMED_VALUE.sub(_named, text)
+    text = _redact_named(text)
     text = _CREDENTIAL.sub(lambda m: f"{m.group('scheme')} {REDACTED}", text)
     text = _ARGON2.sub("[REDACTED:argon2]", text)
     text = _AWS_KEY_ID.sub("[REDACTED:aws-key-id]", text)
