@@ -115,9 +115,9 @@ def _migration_section(resource: Any, workdir: Path, items: int, schema: Any) ->
         person = user_item(rng)
         person[PARTITION_KEY] = f"u{i:08d}"
         people.append(person)
-    rates = {}
-    for source in ("plaintext", "fernet"):
-        name = f"ops_migrate_{source}"
+    rates: dict[str, list[float]] = {"plaintext": [], "fernet": []}
+    for source in ("plaintext", "fernet") * ROUNDS:
+        name = f"ops_migrate_{source}_{len(rates[source])}"
         list(create_table(resource, name, schema))
         table = resource.Table(name)
         with table.batch_writer() as batch:
@@ -133,16 +133,20 @@ def _migration_section(resource: Any, workdir: Path, items: int, schema: Any) ->
         summary = run_job(sealed, MigrateJob(sealed, reader), RunOptions(
             total_segments=SEGMENTS, page_size=PAGE, job_id=f"bench-{source}"))
         assert summary.resealed == items and summary.failures == 0, summary.as_dict()
-        rates[source] = summary.resealed / summary.elapsed
+        rates[source].append(summary.resealed / summary.elapsed)
+    best = {source: max(r) for source, r in rates.items()}
     return [
         f"Migration of {items:,} users, same segments, same run: one table in the clear, "
-        "one written the tutorial's way (email and ssn as Fernet tokens under `*_enc`).",
+        "one written the tutorial's way (email and ssn as Fernet tokens under `*_enc`); "
+        f"alternating, a fresh pair of tables for each of {ROUNDS} rounds, best round shown "
+        f"(all rounds: plaintext {', '.join(rate(r) for r in rates['plaintext'])}; fernet "
+        f"{', '.join(rate(r) for r in rates['fernet'])} items/s).",
         "",
         markdown_table(
             ["Job", "Items/s", "vs plaintext"],
-            [["migrate --from plaintext", rate(rates["plaintext"]), "1.00x"],
+            [["migrate --from plaintext", rate(best["plaintext"]), "1.00x"],
              ["migrate --from fernet (decrypt 2 tokens, rename, seal)",
-              rate(rates["fernet"]), ratio(rates["fernet"] / rates["plaintext"])]]),
+              rate(best["fernet"]), ratio(best["fernet"] / best["plaintext"])]]),
         "",
     ]
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import random
+import signal
 import socketserver
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +128,23 @@ def write_config(path: Path, endpoint: str, tables: dict[str, dict[str, Any]],
 
 def job_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "dynaseal.cli", *args]
+
+
+def kill_repeatedly(args: tuple[str, ...], times: int, low: float, high: float) -> int:
+    """Start the job, SIGKILL it after a random ``low``..``high`` seconds, again and again,
+    ``times`` times; returns how many kills landed (fewer if a run finished first)."""
+    rng = random.Random()
+    kills = 0
+    while kills < times:
+        proc = subprocess.Popen(job_command(*args), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(low, high))
+        if proc.poll() is not None:
+            return kills  # finished before it could be killed
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+    return kills
 
 
 def run_job(*args: str, timeout: float = 300) -> tuple[int, dict[str, Any] | None, str]:

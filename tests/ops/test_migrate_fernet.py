@@ -5,8 +5,6 @@ writer, killed with SIGKILL and resumed; failing tokens reported by key and left
 from __future__ import annotations
 
 import random
-import signal
-import subprocess
 import threading
 import time
 from typing import Any
@@ -14,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 from cryptography.fernet import Fernet
-from ops_support import Relay, job_command, run_job, write_config
+from ops_support import Relay, kill_repeatedly, run_job, write_config
 
 from dynaseal import BlindIndex, Config, IntegrityError, LocalKeyring, Schema, SealedTable
 from dynaseal.ops.readers import FernetReader, fernet_token
@@ -127,18 +125,8 @@ def test_fernet_migration_killed_and_resumed_under_live_traffic(tmp_path, make_t
             t.start()
         args = ("migrate", "users", "--from", "fernet", "--config", str(config),
                 "--segments", "3", "--page-size", "20", "--resume", "--no-progress")
-        rng = random.Random()
-        kills = 0
         try:
-            while kills < 3:
-                proc = subprocess.Popen(job_command(*args), stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
-                time.sleep(rng.uniform(0.4, 1.5))
-                if proc.poll() is not None:
-                    break
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                kills += 1
+            kills = kill_repeatedly(args, 3, 0.4, 1.5)
             status, summary, err = run_job(*args, "--json")
         finally:
             stop.set()

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from ops_support import Relay, job_command, run_job, write_config
+from ops_support import Relay, job_command, kill_repeatedly, run_job, write_config
 
 from dynaseal import LocalKeyring, Schema, SealedTable
 from dynaseal.ops.reencrypt import header_references
@@ -185,20 +183,10 @@ def test_sigkilled_job_under_live_writers_loses_nothing(tmp_path, make_table, dy
                 target=_writer, args=(table, ids[w::4], oracles[w], stop, errors)))
         for t in threads:
             t.start()
-        rng = random.Random()
         args = ("reencrypt", "users", "--config", str(config), "--segments", "4",
                 "--page-size", "50", "--resume", "--no-progress")
-        kills = 0
         try:
-            while kills < 5:
-                proc = subprocess.Popen(job_command(*args), stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
-                time.sleep(rng.uniform(0.3, 2.0))
-                if proc.poll() is not None:
-                    break  # finished before we could kill it
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                kills += 1
+            kills = kill_repeatedly(args, 5, 0.3, 2.0)
             status, summary, err = run_job(*args, "--json")
         finally:
             stop.set()

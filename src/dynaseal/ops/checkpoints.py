@@ -14,7 +14,6 @@ job can resume any segment of it: that is what spreads one job over several host
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ..errors import DynasealError
+from ..tables import _wait_active
 
 __all__ = ["DEFAULT_TABLE", "Checkpoint", "CheckpointStore"]
 
@@ -65,16 +65,7 @@ class CheckpointStore:
         except ClientError as e:
             if e.response.get("Error", {}).get("Code") != "ResourceInUseException":
                 raise
-        deadline = time.monotonic() + timeout
-        delay = 0.02
-        while True:
-            status = self.client.describe_table(TableName=self.table_name)["Table"]["TableStatus"]
-            if status == "ACTIVE":
-                return
-            if time.monotonic() > deadline:
-                raise DynasealError(f"checkpoint table {self.table_name}: still {status}")
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
+        _wait_active(self.client, self.table_name, timeout)
 
     def load(self, segment: int) -> Checkpoint | None:
         item = self.client.get_item(
