@@ -133,7 +133,10 @@ def _redact_value(value: Any, exact: frozenset[str]) -> Any:
     if value is None or isinstance(value, bool | float):
         return value
     # numbers (a card number as an int) and objects (their str is what a formatter renders)
-    text = str(value)
+    try:
+        text = str(value)
+    except Exception:  # an object that cannot show itself is not shown
+        return REDACTED
     return value if redact(text) == text else REDACTED
 
 
@@ -176,6 +179,20 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, _MARK, False):
             return True
+        try:
+            self._rewrite(record)
+        except Exception as e:  # a filter that raised would fail the logging call (a request)
+            record.msg = f"[log record withheld: redaction failed with {type(e).__name__}]"
+            record.args = None
+            record.exc_info = record.exc_text = record.stack_info = None
+            for key in [k for k in record.__dict__ if k not in _STANDARD]:
+                record.__dict__[key] = REDACTED
+            if "message" in record.__dict__:
+                record.message = record.msg
+        setattr(record, _MARK, True)
+        return True
+
+    def _rewrite(self, record: logging.LogRecord) -> None:
         names = self._names
         try:
             message = record.getMessage()
@@ -196,5 +213,3 @@ class RedactingFilter(logging.Filter):
                 fields[key], names)
         if "message" in fields:  # an earlier handler formatted it before this filter ran
             record.message = record.msg
-        setattr(record, _MARK, True)
-        return True

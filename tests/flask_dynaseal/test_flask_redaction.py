@@ -174,6 +174,29 @@ def test_filter_survives_a_broken_format_string():
     assert record.args is None
 
 
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("ada@example.com")
+
+    __repr__ = __str__
+
+
+def test_filter_never_raises_and_never_leaks():
+    record = _record("value %s", _Unprintable(), obj=_Unprintable())
+    assert RedactingFilter().filter(record) is True
+    assert record.msg == "value %s (log arguments could not be formatted)"
+    assert record.obj == REDACTED
+
+    class Broken(str):
+        def __str__(self) -> str:
+            raise RuntimeError("boom")
+
+    record = _record(Broken("user ada@example.com"), who="ada@example.com")
+    assert RedactingFilter().filter(record) is True
+    assert record.msg == "[log record withheld: redaction failed with RuntimeError]"
+    assert (record.args, record.exc_info, record.who) == (None, None, REDACTED)
+
+
 # -- where init_app puts it -----------------------------------------------------------------
 
 
