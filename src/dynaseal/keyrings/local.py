@@ -333,7 +333,10 @@ class LocalKeyring(Keyring):
         # nothing about another purpose's, nor about the key's use for wrapping data keys
         if not isinstance(purpose, str) or not purpose:
             raise ConfigError("derived_keys: the purpose must be a non-empty string")
-        keys, primary = self._keys, self._primary
+        # the primary first: a reload replaces the keys before the primary, so the keys read
+        # second always hold the primary read first (keys are only ever added)
+        primary = self._primary
+        keys = self._keys
         order = [k for k in keys.values() if k.key_id != primary] + [keys[primary]]
         return [
             HKDF(hashes.SHA256(), 32, salt=None, info=_APP_SECRET_LABEL + b"".join(
