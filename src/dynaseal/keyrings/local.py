@@ -337,7 +337,7 @@ class LocalKeyring(Keyring):
         # second always hold the primary read first (keys are only ever added)
         primary = self._primary
         keys = self._keys
-        order = [k for k in keys.values() if k.key_id != primary] + [keys[primary]]
+        order = [k for k in list(keys.values()) if k.key_id != primary] + [keys[primary]]
         return [
             HKDF(hashes.SHA256(), 32, salt=None, info=_APP_SECRET_LABEL + b"".join(
                 len(p).to_bytes(4, "big") + p for p in (purpose.encode(), k.key_id.encode())
