@@ -279,8 +279,10 @@ class SealedTable:
         """Change attributes of a sealed item without losing a concurrent writer's change.
 
         Reads and opens the item, applies the change, reseals it and writes it on condition that
-        its seal (which changes at every write) is still the one read; on conflict it starts
-        over. Raises ``ItemNotFoundError`` if the item does not exist; returns the new item.
+        everything the write replaces is still as read: its seal (which changes at every write)
+        and every plain attribute, which the seal does not cover (a concurrent ``SET ttl`` or
+        ``ADD counter``); on conflict it starts over. Raises ``ItemNotFoundError`` if the item
+        does not exist; returns the new item.
         (``_scope`` is for :class:`~dynaseal.ScopedTable`: an opened item it refuses counts as
         missing; the seal condition keeps that check true until the write.)
         """
