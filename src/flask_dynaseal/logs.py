@@ -3,14 +3,17 @@
 A filter on a logger does not see records propagated from child loggers, so the filter goes on
 *handlers*: every handler of every logger that exists when ``init_app`` runs (the root logger's,
 Flask's ``default_handler``, gunicorn's ``gunicorn.error`` and ``gunicorn.access``, which do not
-propagate, werkzeug's), all sharing one process-wide :class:`RedactingFilter`.
+propagate, werkzeug's) and ``logging.lastResort`` (what prints records when no handler is
+configured), all sharing one process-wide :class:`RedactingFilter`.
 
 Handlers added later: gunicorn configures its loggers before it loads the app, in the master
 and again in each worker, so they exist by the time an app factory calls ``init_app``. For
 anything added afterwards (a logging config applied after the app is built, a test's capture
 handler), a ``before_request`` hook re-checks the handlers of the loggers that carry the app's
 records (the app logger and its ancestors, the root logger, gunicorn's and werkzeug's) and puts
-the filter on any new one; a handler added after the last request of a process is not covered.
+the filter on any new one. Not covered: a handler added after the last request of a process,
+one on an unrelated logger that does not propagate, and the first request line of werkzeug's
+development server (it adds its handler after that request).
 
 botocore at DEBUG logs whole request and response bodies (key attributes, signed attributes,
 blind-index values, KMS data keys), which shape-based redaction cannot recognise, so the
@@ -66,7 +69,9 @@ def _cover(handlers: Iterable[logging.Handler]) -> None:
 def install(app: Flask, names: Iterable[str]) -> None:
     """Put the filter on every handler of every existing logger and on Flask's default one."""
     _FILTER.add_names(names)
-    _cover([default_handler])
+    # Flask's handler (attached when the app logger has none) and the handler logging uses
+    # when no logger has any (stderr, WARNING and up)
+    _cover([default_handler, *([logging.lastResort] if logging.lastResort else [])])
     loggers = [logging.getLogger(), *_carrying(app)]
     loggers += [lg for lg in list(logging.root.manager.loggerDict.values())
                 if isinstance(lg, logging.Logger)]

@@ -212,6 +212,11 @@ def test_root_handlers_see_redacted_records_from_child_loggers(make_app, attach)
     assert record.password == REDACTED
 
 
+def test_the_last_resort_handler_is_covered(make_app):
+    make_app()
+    assert process_filter() in logging.lastResort.filters
+
+
 def test_flask_default_handler_and_app_logger(make_app, attach):
     mine = attach("flask_dynaseal_tests")  # the app logger's name (the app's import name)
     app = make_app()
