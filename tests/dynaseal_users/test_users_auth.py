@@ -276,3 +276,24 @@ def test_a_record_moved_to_another_owner_in_the_table_is_refused(
     for record in caplog.records:
         assert victim.body["email"] not in record.getMessage()
         assert victim.body["ssn"] not in (record.exc_text or "")
+
+
+# -- the OpenAPI document --------------------------------------------------------------------
+
+
+def test_openapi_lists_every_route_and_method_of_the_app(app: Flask) -> None:
+    doc = app.test_client().get("/openapi.json").get_json()
+    served = {(rule.rule.replace("<", "{").replace(">", "}"), method.lower())
+              for rule in app.url_map.iter_rules() if rule.endpoint != "static"
+              for method in rule.methods or () if method not in ("HEAD", "OPTIONS")}
+    documented = {(path, method) for path, ops in doc["paths"].items() for method in ops}
+    assert served == documented
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for status, response in op["responses"].items():
+                if int(status) >= 400:
+                    assert response["content"]["application/json"]["schema"] == {
+                        "$ref": "#/components/schemas/ErrorBody"}, (path, method, status)
+    assert doc["components"]["schemas"]["RegisterRequest"]["additionalProperties"] is False
+    assert "401" in doc["paths"]["/users/{user_id}"]["get"]["responses"]
+    assert doc["paths"]["/sessions"]["post"]["responses"]["429"]["headers"]["Retry-After"]
