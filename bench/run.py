@@ -17,6 +17,7 @@ from pathlib import Path
 
 from crypto_bench import blob_bench, user_item_bench
 from dynamodb_bench import dynamodb_bench
+from flask_bench import flask_bench
 from harness import REPEATS, machine_lines
 from kms_bench import kms_bench
 from ops_bench import ops_bench
@@ -27,6 +28,7 @@ SECTIONS = {"user": user_item_bench, "blob": blob_bench, "dynamodb": dynamodb_be
 
 SECTIONS["kms"] = kms_bench
 SECTIONS["ops"] = ops_bench
+SECTIONS["flask"] = flask_bench
 
 
 def _offline_aws_env() -> None:
