@@ -211,3 +211,36 @@ def test_sigkilled_job_under_live_writers_loses_nothing(tmp_path, make_table, dy
         assert status == 0
         assert (again["scanned"], again["resealed"]) == (n, 0)
         assert {i["user_id"]: bytes(i["_ds"]) for i in raw_items(sealed.table)} == before
+
+
+def test_rate_caps_writes_per_second(tmp_path, make_table, dynalite):
+    """--rate 20 over 30 writes cannot finish in less than 29 / 20 s (a lower bound only:
+    the machine may be slower, never faster)."""
+    _sealed, ring, config = _setup(tmp_path, make_table, dynalite, 30)
+    ring.rotate()
+    status, summary, _ = run_job("reencrypt", "users", "--config", str(config), "--json",
+                                 "--rate", "20", "--segments", "3")
+    assert status == 0
+    assert summary["resealed"] == 30
+    assert summary["elapsed_seconds"] >= 29 / 20
+    status, _, err = run_job("reencrypt", "users", "--config", str(config), "--rate", "0")
+    assert status == 2
+    assert "--rate must be a positive number" in err
+
+
+def test_progress_bar_shows_every_count():
+    from rich.console import Console
+
+    from dynaseal.ops.engine import Summary, _progress
+
+    progress = _progress(True)
+    summary = Summary(job="reencrypt:t", table="t", segments=[0], total_segments=1,
+                      scanned=120, resealed=100, skipped=15, conflicts=3, failures=2)
+    task = progress.add_task("reencrypt:t", total=400, summary=summary)
+    progress.update(task, completed=120)
+    rendered = Console(width=200, record=True)
+    rendered.print(progress.get_renderable())
+    out = rendered.export_text()
+    assert "reencrypt:t" in out and "30%" in out
+    assert "scanned 120 resealed 100 skipped 15 conflicts 3 failures 2 " in out
+    assert "/s" in out  # the rate; the ETA column follows
