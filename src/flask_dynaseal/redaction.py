@@ -15,7 +15,9 @@ By name (case-insensitive, anywhere in the name): ``password``, ``passwd``, ``to
 ``authorization``, ``secret``, ``cookie``, ``api_key``, ``ssn``; plus exact names an app adds
 (the Flask extension adds every configured blind-index source and ``DYNASEAL_REDACT_FIELDS``).
 In text, ``name=value`` / ``name: value`` / ``"name": "value"`` pairs with such a name lose
-their value.
+their value (an unquoted value ends at white space or one of ``, ; & } ]``, as in a query
+string, so an unquoted password holding those characters loses only its first part: the
+quoted forms of JSON and of a dict's repr are redacted whole).
 
 By shape: US social security numbers written ``123-45-6789`` (or with spaces); card numbers of
 13 to 19 digits (spaces or dashes allowed) that start with 2 to 6 and pass the Luhn check;
@@ -78,13 +80,16 @@ def _card(m: re.Match[str]) -> str:
     return "[REDACTED:card]" if 13 <= len(digits) <= 19 and _luhn(digits) else m.group(0)
 
 
-def _redact_named(text: str) -> str:
+def _redact_named(text: str, exact: frozenset[str]) -> str:
     """Values after sensitive names; a value may hold ``=`` (a cookie), so a name inside a
     value already redacted is skipped, and a non-sensitive name consumes nothing."""
     out: list[str] = []
     pos = 0
     for m in _NAME_SEP.finditer(text):
-        if m.start() < pos or _SENSITIVE_NAME.search(m.group("name")) is None:
+        if m.start() < pos:
+            continue
+        name = m.group("name")
+        if _SENSITIVE_NAME.search(name) is None and name.lower() not in exact:
             continue
         value = _VALUE.match(text, m.end())
         if value is None:
@@ -97,12 +102,17 @@ def _redact_named(text: str) -> str:
     return "".join(out)
 
 
-def redact(text: str) -> str:
+def redact(text: str, names: Iterable[str] = ()) -> str:
     """``text`` with secrets and personal data replaced (see the module docstring for what is
-    recognised, and what deliberately is not)."""
+    recognised, and what deliberately is not). ``names``: more field names whose values go
+    (``home: ...``, ``"home": "..."``), matched whole and in any case."""
+    return _redact(text, frozenset(n.lower() for n in names))
+
+
+def _redact(text: str, exact: frozenset[str]) -> str:
     if not text:
         return text
-    text = _redact_named(text)
+    text = _redact_named(text, exact)
     lowered = text.lower()  # substring checks skip patterns that cannot match (most lines)
     if "bearer" in lowered or "basic" in lowered:
         text = _CREDENTIAL.sub(lambda m: f"{m.group('scheme')} {REDACTED}", text)
@@ -127,7 +137,7 @@ def _sensitive(name: str, exact: frozenset[str]) -> bool:
 
 def _redact_value(value: Any, exact: frozenset[str]) -> Any:
     if isinstance(value, str):
-        return redact(value)
+        return _redact(value, exact)
     if isinstance(value, bytes | bytearray | memoryview):
         return REDACTED  # raw bytes in a log record are never needed and cannot be read safely
     if isinstance(value, Mapping):
@@ -141,7 +151,7 @@ def _redact_value(value: Any, exact: frozenset[str]) -> Any:
         text = str(value)
     except Exception:  # an object that cannot show itself is not shown
         return REDACTED
-    return value if redact(text) == text else REDACTED
+    return value if _redact(text, exact) == text else REDACTED
 
 
 def _redact_mapping(data: Mapping[Any, Any], exact: frozenset[str]) -> dict[Any, Any]:
@@ -202,15 +212,15 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a broken format string: keep what can be shown, redacted
             message = f"{record.msg!s} (log arguments could not be formatted)"
-        record.msg = redact(message)
+        record.msg = _redact(message, names)
         record.args = None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         record.exc_info = None
         if record.exc_text:
-            record.exc_text = redact(record.exc_text)
+            record.exc_text = _redact(record.exc_text, names)
         if record.stack_info:
-            record.stack_info = redact(record.stack_info)
+            record.stack_info = _redact(record.stack_info, names)
         fields = record.__dict__
         for key in [k for k in fields if k not in _STANDARD]:
             fields[key] = REDACTED if _sensitive(key, names) else _redact_value(

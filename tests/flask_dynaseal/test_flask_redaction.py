@@ -9,6 +9,8 @@ import sys
 import pytest
 from flask.logging import default_handler
 from flask_support import *  # noqa: F403 (the fixtures: attach, flask_env, make_app)
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flask_dynaseal import REDACTED, RedactingFilter, redact, redact_mapping, sensitive_name
 from flask_dynaseal.logs import process_filter
@@ -62,6 +64,22 @@ def test_long_words_are_kept_in_linear_time():
         assert redact(text) == text
 
 
+_DELIMITERS = " \t\n,;:()[]{}<>\"'/|!?#=*"
+PLANTED = ["078-05-1120", "4111 1111 1111 1111", "5555-5555-5555-4444", "ada.l+x@example.com",
+           "Bearer eyJhbGciOiJIUzI1NiJ9.e30.c2ln", "AKIAIOSFODNN7EXAMPLE",
+           "$argon2id$v=19$m=65536,t=3,p=4$c29tZXNhbHQ$RdescudvJCsgt3ub"]
+
+
+@given(st.sampled_from(PLANTED), st.text(alphabet=_DELIMITERS + "abc 123", max_size=30),
+       st.text(alphabet=_DELIMITERS + "abc 123", max_size=30),
+       st.sampled_from(_DELIMITERS), st.sampled_from(_DELIMITERS))
+@settings(max_examples=300, deadline=None)
+def test_a_delimited_planted_value_never_survives(planted, before, after, left, right):
+    out = redact(before + left + planted + right + after)
+    assert planted not in out
+    assert planted.split()[-1] not in out  # not even the token part of a credential
+
+
 # -- redact(): by name in text --------------------------------------------------------------
 
 
@@ -80,6 +98,17 @@ def test_long_words_are_kept_in_linear_time():
 ])
 def test_named_values_in_text_are_redacted(text, expected):
     assert redact(text) == expected
+
+
+def test_configured_names_in_text():
+    assert redact("saved {'home': '1 Main St', 'n': 1} home=x", names=["HOME"]) == (
+        f"saved {{'home': {REDACTED}, 'n': 1}} home={REDACTED}")
+    assert redact("home=x") == "home=x"
+
+
+def test_an_unquoted_value_ends_at_a_query_delimiter():
+    assert redact("password=ab&cd") == f"password={REDACTED}&cd"  # documented limit
+    assert redact('{"password": "ab&cd"}') == f'{{"password": {REDACTED}}}'
 
 
 def test_sensitive_names():
@@ -239,7 +268,8 @@ def test_gunicorn_loggers_do_not_propagate_and_are_covered(make_app, attach):
                                 "ada@example.com HTTP/1.1", "s": "200"})
     assert error.lines == ["gunicorn.error ERROR worker saw Bearer [REDACTED]"]
     assert access.lines == [
-        f'gunicorn.access INFO 127.0.0.1 "GET /reset?token={REDACTED}&email=[REDACTED:email] '
+        # email: a blind-index source of the config, so redacted by name
+        f'gunicorn.access INFO 127.0.0.1 "GET /reset?token={REDACTED}&email={REDACTED} '
         'HTTP/1.1" 200']
 
 
@@ -308,6 +338,46 @@ def test_aws_debug_logs_stay_off_around_real_requests(make_app, attach, aws_leve
 
     assert app.test_client().get("/").status_code == 200
     assert [r.name for r in root.records if r.name.startswith(("botocore", "urllib3"))] == []
+
+
+def test_canary_nothing_planted_reaches_a_handler_at_debug(make_app, attach, aws_levels):
+    """Everything at DEBUG (botocore too, before init_app): a request that writes, finds,
+    updates and reads an item holding planted values, and logs the item and the body."""
+    import base64
+
+    root = attach(None, level=logging.DEBUG)
+    app = make_app(DYNASEAL_REDACT_FIELDS=["home"])
+    planted = {"email": "canary.7c1@example.com", "ssn": "219-09-9999",
+               "card": "4012888888881881", "home": "12 Canary Row", "password": "Tr0ub4dor-3x"}
+
+    @app.post("/canary")
+    def canary() -> str:
+        from flask import request
+
+        from flask_dynaseal import Dynaseal
+
+        users = Dynaseal().table("users")
+        item = {"user_id": "canary-1", **planted}
+        users.put_item(item)
+        assert [i["user_id"] for i in users.find("email", planted["email"])] == ["canary-1"]
+        users.update_item({"user_id": "canary-1"}, set={"ssn": planted["ssn"]})
+        got = users.get_item({"user_id": "canary-1"})
+        app.logger.debug("stored %s from body %s", got, request.get_data(as_text=True),
+                         extra={"home": planted["home"], "body": request.get_json()})
+        app.logger.info("password=%s", planted["password"])
+        return "ok"
+
+    response = app.test_client().post("/canary", json=planted)
+    assert response.status_code == 200
+    assert root.records  # the app's lines were logged, redacted
+    forms = []
+    for value in planted.values():
+        raw = value.encode()
+        forms += [value, base64.b64encode(raw).decode(), raw.hex()]
+    dumped = "\n".join(root.lines + [repr(vars(r)) for r in root.records])
+    for form in forms:
+        assert form not in dumped, form
+    assert not [r for r in root.records if r.name.startswith(("botocore", "urllib3"))]
 
 
 def test_unsafe_flag_leaves_aws_levels_alone(make_app, aws_levels, caplog):
