@@ -244,3 +244,28 @@ def test_progress_bar_shows_every_count():
     assert "reencrypt:t" in out and "30%" in out
     assert "scanned 120 resealed 100 skipped 15 conflicts 3 failures 2 " in out
     assert "/s" in out  # the rate; the ETA column follows
+
+
+def test_reencrypt_keeps_unique_blind_indexes_working(tmp_path, make_table, dynalite):
+    from dynaseal import BlindIndex, UniqueConstraintError
+
+    schema = Schema("user_id", blind_indexes={
+        "email": BlindIndex("email_bidx", bits=32, normalize="casefold", unique=True)})
+    ring = LocalKeyring.generate(tmp_path / "keys.json")
+    raw = make_table(gsis=("email_bidx",), claims=True)
+    table = SealedTable(raw, schema=schema, keyring=ring)
+    for i in range(12):
+        table.put_item({"user_id": f"u{i}", "email": f"U{i}@example.com"})
+    config = write_config(tmp_path / "dynaseal.toml", dynalite.endpoint_url, {"users": {
+        "table_name": raw.name, "partition_key": "user_id",
+        "blind_indexes": {"email": {"attribute": "email_bidx", "bits": 32,
+                                    "normalize": "casefold", "unique": True}}}})
+    new = ring.rotate()
+    status, summary, err = run_job("reencrypt", "users", "--config", str(config), "--json")
+    assert status == 0, err
+    assert (summary["resealed"], summary["failures"]) == (12, 0)
+    assert set(_refs(raw).values()) == {frozenset({(1, new)})}
+    fresh = SealedTable(raw, schema=schema, keyring=LocalKeyring.load(ring.path))
+    assert [i["user_id"] for i in fresh.find("email", "u7@EXAMPLE.com")] == ["u7"]
+    with pytest.raises(UniqueConstraintError):
+        fresh.put_item({"user_id": "other", "email": "u7@example.com"})

@@ -66,9 +66,13 @@ class ReencryptJob:
         if current and not self._indexes:
             return SKIP
         item = self.sealed.sealer.open(stored)
-        if current and self._indexes_current(item, stored):
+        indexes_current = self._indexes_current(item, stored)
+        if current and indexes_current:
             return SKIP
-        return Decision.write(self.sealed.sealer.seal(item), item, previous=item)
+        # unique claims are keyed by the index value: when the index key changed, the item
+        # claims its values anew (previous=None) instead of relying on its old claims
+        return Decision.write(self.sealed.sealer.seal(item), item,
+                              previous=item if indexes_current else None)
 
     def _indexes_current(self, item: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
         sealer = self.sealed.sealer
