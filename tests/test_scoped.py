@@ -251,6 +251,28 @@ def test_query_sees_only_own_items(make_table, keyring):
     assert alice.get_item({"org": "acme", "id": "i1"}) is None
 
 
+def test_query_by_an_owner_index_and_by_an_owner_key(make_table, keyring):
+    # the owner as a GSI's key ("list my items") and as the table's partition key: DynamoDB
+    # refuses a FilterExpression on a key attribute, so these are filtered after opening only
+    schema = Schema("id", sign=["owner"])
+    table = SealedTable(make_table(pk="id", gsis=("owner",)), schema=schema, keyring=keyring)
+    for i, owner in enumerate([b"alice", b"bob", b"alice"]):
+        table.put_item({"id": f"i{i}", "owner": owner})
+    alice = table.scoped("owner", b"alice")
+    assert sorted(i["id"] for i in alice.query(
+        IndexName="owner", KeyConditionExpression=Key("owner").eq(b"alice"))) == ["i0", "i2"]
+    assert list(alice.query(IndexName="owner",
+                            KeyConditionExpression=Key("owner").eq(b"bob"))) == []
+    keyed = SealedTable(make_table(pk="owner", sk="id"), schema=Schema("owner", "id"),
+                        keyring=keyring)
+    keyed.put_item({"owner": ALICE, "id": "x"})
+    keyed.put_item({"owner": BOB, "id": "y"})
+    mine = keyed.scoped("owner", ALICE)
+    assert [i["id"] for i in mine.query(KeyConditionExpression=Key("owner").eq(ALICE))] == ["x"]
+    assert list(mine.query(KeyConditionExpression=Key("owner").eq(BOB))) == []
+    assert [i["id"] for i in mine.scan()] == ["x"]
+
+
 def test_scope_on_a_key_attribute(make_table, keyring):
     schema = Schema("owner", "id")
     table = SealedTable(make_table(pk="owner", sk="id"), schema=schema, keyring=keyring)

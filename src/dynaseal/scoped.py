@@ -236,6 +236,11 @@ class ScopedTable:
             del item
 
     def query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        # DynamoDB refuses a FilterExpression on a key attribute of what is queried: the owner
+        # is often the key of a GSI ("list my items"), so only a query of the table itself,
+        # by another key than the owner, is filtered in DynamoDB too
+        if "IndexName" in kwargs or self._is_key:
+            return self._mine(self._table.query(**kwargs))
         return self._mine(self._table.query(**self._filtered(kwargs)))
 
     def scan(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
