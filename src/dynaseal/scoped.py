@@ -16,9 +16,12 @@ evaluate ``#o = :v`` on it.
 
 One consequence, by design: a read opens the item before comparing owners, so an item whose
 stored owner was tampered with raises IntegrityError to anyone who reads it by key; tampering is
-never silently turned into "not found". Listings (``query``, ``scan``, ``find``) filter on the
-stored owner in DynamoDB first, so a rewritten item shows up (as IntegrityError) in the listing
-of the owner it now names, not in the previous owner's.
+never silently turned into "not found". Listings (``scan``, ``find``, and ``query`` of the table
+by a key other than the owner) also filter on the stored owner in DynamoDB, so a rewritten item
+shows up (as IntegrityError) in the listing of the owner it now names, not in the previous
+owner's. DynamoDB refuses such a filter on a key attribute, so a ``query`` of an index, or of a
+table keyed by the owner, is filtered after opening only (its key condition usually names the
+owner anyway).
 """
 
 from __future__ import annotations
