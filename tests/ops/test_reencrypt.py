@@ -121,6 +121,14 @@ def test_text_summary_and_exit_codes(tmp_path, make_table, dynalite):
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert "no table 'nosuch' is configured" in proc.stderr
+    # an AWS error stops every segment and exits 2, after the summary of what was done
+    gone = write_config(tmp_path / "gone.toml", dynalite.endpoint_url,
+                        {"users": {"table_name": "no-such-table-here", "partition_key": "user_id"}})
+    proc = subprocess.run(job_command("reencrypt", "users", "--config", str(gone)),
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2
+    assert "stopped by an error: AWS request failed" in proc.stdout
+    assert "ResourceNotFoundException" in proc.stderr
 
 
 def test_segments_split_across_hosts_and_resume(tmp_path, make_table, dynalite):
