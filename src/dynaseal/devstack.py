@@ -139,11 +139,17 @@ def _terminate(proc: subprocess.Popen[bytes] | None) -> None:
 class LocalMoto:
     """moto's standalone server (``moto_server``, from the ``moto[server]`` dev extra) on a
     loopback port: the KMS and Secrets Manager of the tests and benchmarks, over real HTTP.
-    A context manager that starts and stops it."""
+    A context manager that starts and stops it.
+
+    ``account_id`` (``MOTO_ACCOUNT_ID``) replaces moto's default ``123456789012``, whose digits
+    look like the test data other suites plant and then search the logs for.
+    """
 
     def __init__(self, port: int | None = None, *,
-                 log_path: str | os.PathLike[str] | None = None) -> None:
+                 log_path: str | os.PathLike[str] | None = None,
+                 account_id: str = "731942086421") -> None:
         self.port = port or free_port()
+        self.account_id = account_id
         self.log_path = Path(log_path) if log_path else None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -159,7 +165,8 @@ class LocalMoto:
         try:
             self._proc = subprocess.Popen(  # noqa: S603
                 [str(exe), "-p", str(self.port), "-H", HOST], stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True)
+                stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, "MOTO_ACCOUNT_ID": self.account_id})
         finally:
             if self.log_path:
                 out.close()  # type: ignore[union-attr]
