@@ -1,13 +1,14 @@
 """Operations: ``reencrypt`` throughput against a plain scan-and-conditional-put copy, and the
 peak memory of a ``dynaseal reencrypt`` process as the table grows (dynalite on 127.0.0.1).
 
-The baseline does what any online rewrite must: a parallel scan (same segments, same page
-size, one thread per segment) and one ``PutItem`` per item, written back to the same table on
-condition that its ``_ds`` is unchanged, with no cryptography and no checkpoints.
-``reencrypt`` opens every item, reseals it under the new primary key, writes it back on the
-same kind of condition, and checkpoints each page. The two alternate for ``ROUNDS`` rounds on
-the same table (the key is rotated before each ``reencrypt`` round); the best round of each
-is reported, so a burst of load from elsewhere on the machine does not decide the ratio.
+The baseline does what any online copy must: a parallel scan (same segments, same page size,
+one thread per segment) and one conditional ``PutItem`` per item (``attribute_not_exists`` of
+the key) into a fresh second table, with no cryptography and no checkpoints. ``reencrypt``
+opens every item, reseals it under the new primary key, writes it back on condition that its
+seal is unchanged, and checkpoints each page. The two alternate for ``ROUNDS`` rounds (a new
+copy table and a key rotation before each round); the best round of each is reported, so a
+burst of load from elsewhere on the machine does not decide the ratio. Client CPU per item is
+reported too: other load moves it least.
 
 Memory: the job runs as its own process (the CLI) and its peak resident set size is read from
 ``wait4``; the table is grown between runs, the key rotated before each.
@@ -58,8 +59,8 @@ def _seed(sealed: SealedTable, start: int, stop: int) -> None:
             batch.put_item(Item=sealed.sealer.seal(item))
 
 
-def _plain_rewrite(resource: Any, source: str) -> float:
-    """Items per second of a segmented scan + conditional PutItem of each item, as read."""
+def _plain_copy(resource: Any, source: str, target: str) -> float:
+    """Items per second of a segmented scan + conditional PutItem copy of ``source``."""
     client = resource.meta.client
     copied = [0] * SEGMENTS
 
@@ -69,10 +70,9 @@ def _plain_rewrite(resource: Any, source: str) -> float:
         while True:
             page = client.scan(**request)
             for item in page.get("Items", []):
-                client.put_item(TableName=source, Item=item,
-                                ConditionExpression="#h = :h",
-                                ExpressionAttributeNames={"#h": "_ds"},
-                                ExpressionAttributeValues={":h": item["_ds"]})
+                client.put_item(TableName=target, Item=item,
+                                ConditionExpression="attribute_not_exists(#k)",
+                                ExpressionAttributeNames={"#k": PARTITION_KEY})
                 copied[i] += 1
             if "LastEvaluatedKey" not in page:
                 return
@@ -162,9 +162,10 @@ def ops_bench(workdir: Path) -> str:
         sealed = SealedTable(resource.Table("ops_src"), schema=schema, keyring=ring)
         _seed(sealed, 0, items)
         copy_rates, job_rates, copy_cpu, job_cpu = [], [], [], []
-        for _ in range(ROUNDS):
+        for round_ in range(ROUNDS):
+            list(create_table(resource, f"ops_copy_{round_}", schema))
             cpu = time.process_time()
-            copy_rates.append(_plain_rewrite(resource, "ops_src"))
+            copy_rates.append(_plain_copy(resource, "ops_src", f"ops_copy_{round_}"))
             copy_cpu.append((time.process_time() - cpu) / items * 1000)
             ring.rotate()
             sealed = SealedTable(resource.Table("ops_src"), schema=schema, keyring=ring)
@@ -183,9 +184,9 @@ def ops_bench(workdir: Path) -> str:
             f"{', '.join(rate(r) for r in job_rates)} items/s).",
             "",
             markdown_table(
-                ["Job", "Items/s", "vs plain rewrite", f"Target >= {TARGET}x",
+                ["Job", "Items/s", "vs plain copy", f"Target >= {TARGET}x",
                  "Client CPU ms/item (min)"],
-                [["plain scan + conditional PutItem of each item", rate(copy_rate), "1.00x",
+                [["plain scan + conditional PutItem copy", rate(copy_rate), "1.00x",
                   "", f"{min(copy_cpu):.2f}"],
                  ["dynaseal reencrypt (open, reseal, conditional put, checkpoints)",
                   rate(job_rate), ratio(ratio_), verdict(ratio_ >= TARGET),
@@ -193,7 +194,7 @@ def ops_bench(workdir: Path) -> str:
             "",
             f"Client CPU per item, the figure other load on the machine moves least: "
             f"reencrypt {min(job_cpu):.2f} ms against {min(copy_cpu):.2f} ms "
-            f"({min(copy_cpu) / min(job_cpu):.2f}x the plain rewrite's items per CPU second).",
+            f"({min(copy_cpu) / min(job_cpu):.2f}x the plain copy's items per CPU second).",
             "",
         ]
         lines += _migration_section(resource, workdir, items, schema)
