@@ -38,22 +38,37 @@ HIGH_LIMITS = {"USERS_LOGIN_LIMIT_ADDRESS": "10000 per minute",
 
 
 class _Keep(logging.Handler):
-    def __init__(self) -> None:
+    def __init__(self, texts: list[str]) -> None:
         super().__init__(logging.DEBUG)
-        self.texts: list[str] = []
+        self.texts = texts
 
     def emit(self, record: logging.LogRecord) -> None:
         self.texts.append(self.format(record))
         self.texts.append(repr({k: v for k, v in vars(record).items() if k not in ("msg", "args")}))
 
 
-@pytest.fixture(scope="session", autouse=True)
-def suite_log_canary() -> Iterator[None]:
-    """The whole users suite runs with the root logger and botocore at DEBUG (the unsafe AWS
-    flag off, so each app lowers botocore again); at the end no record, raw, base64 or hex,
-    holds any value the suite registered or any token it was given (a failure shows as an
-    error at teardown). test_users_logs.py checks one full flow with planted secrets."""
-    keep, root = _Keep(), logging.getLogger()
+@pytest.fixture(scope="session")
+def _canary_texts() -> Iterator[list[str]]:
+    """What the users tests logged; checked once they have all run (a failure shows as an
+    error at teardown)."""
+    texts: list[str] = []
+    yield texts
+    text = "\n".join(texts)
+    assert text or not PLANTED, "requests were made, yet the canary saw no log record"
+    for value in set(PLANTED):
+        raw = value.encode()
+        for form in {value, raw.hex(), base64.b64encode(raw).decode(),
+                     base64.urlsafe_b64encode(raw).decode().rstrip("=")}:
+            assert len(form) < 8 or form not in text, "a log record holds a planted value"
+
+
+@pytest.fixture(autouse=True)
+def suite_log_canary(_canary_texts: list[str]) -> Iterator[None]:
+    """Every users test runs with the root logger and botocore at DEBUG (the unsafe AWS flag
+    off, so the app lowers botocore again) and a root handler keeping every record; at the end
+    no record, raw, base64 or hex, holds any value the suite registered or any token it was
+    given. test_users_logs.py checks one full flow with planted secrets on top."""
+    keep, root = _Keep(_canary_texts), logging.getLogger()
     levels = {name: logging.getLogger(name).level for name in ("", "botocore", "boto3", "urllib3")}
     root.addHandler(keep)
     for name in levels:
@@ -62,13 +77,6 @@ def suite_log_canary() -> Iterator[None]:
     root.removeHandler(keep)
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
-    text = "\n".join(keep.texts)
-    assert text or not PLANTED, "requests were made, yet the canary saw no log record"
-    for value in set(PLANTED):
-        raw = value.encode()
-        for form in {value, raw.hex(), base64.b64encode(raw).decode(),
-                     base64.urlsafe_b64encode(raw).decode().rstrip("=")}:
-            assert len(form) < 8 or form not in text, "a log record holds a planted value"
 
 
 @pytest.fixture(scope="session")
