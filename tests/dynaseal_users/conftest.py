@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 from flask import Flask
-from users_support import PLANTED, FlaskHttp, LiveHttp, UsersEnv
+from users_support import PLANTED, USERS_TABLE, FlaskHttp, LiveHttp, UsersEnv
 
 from dynaseal import Config, LocalKeyring, SealedTable
 from dynaseal.devstack import LocalDynamoDB, free_port
@@ -27,12 +27,6 @@ from dynaseal_users import create_app
 from dynaseal_users.devserver import gunicorn_command, stop
 from support import base_doc, to_toml
 
-USERS_TABLE = {
-    "partition_key": "user_id",
-    "sign": ["owner", "role", "created_at", "token_version"],
-    "blind_indexes": {"email": {"attribute": "email_bidx", "bits": 32,
-                                "normalize": "casefold", "unique": True}},
-}
 HIGH_LIMITS = {"USERS_LOGIN_LIMIT_ADDRESS": "10000 per minute",
                "USERS_LOGIN_LIMIT_ACCOUNT": "10000 per minute"}
 

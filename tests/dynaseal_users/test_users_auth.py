@@ -13,7 +13,7 @@ import pytest
 from argon2 import PasswordHasher
 from flask import Flask
 from itsdangerous import URLSafeTimedSerializer
-from users_support import PASSWORD, FlaskHttp, User, UsersEnv, log_in, new_user
+from users_support import PASSWORD, USERS_TABLE, FlaskHttp, User, UsersEnv, log_in, new_user
 
 from dynaseal import Config, ConfigError, LocalKeyring, SealedTable
 from dynaseal_users import create_app
@@ -172,8 +172,6 @@ def _isolated_env(tmp_path: Any, endpoint: str) -> UsersEnv:
     """A key file and table of its own, for tests that rotate keys."""
     LocalKeyring.generate(tmp_path / "keys.json")
     doc = base_doc(endpoint)
-    from conftest import USERS_TABLE
-
     doc["tables"] = {"users": {"table_name": f"users-rot-{os.getpid()}-{time.time_ns()}",
                                **USERS_TABLE}}
     (tmp_path / "dynaseal.toml").write_text(to_toml(doc), encoding="utf-8")

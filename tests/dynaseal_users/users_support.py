@@ -16,6 +16,13 @@ from flask.testing import FlaskClient
 from dynaseal import Config
 
 PASSWORD = "correct horse battery staple"
+USERS_TABLE = {
+    "partition_key": "user_id",
+    "sign": ["owner", "role", "created_at", "token_version"],
+    "blind_indexes": {"email": {"attribute": "email_bidx", "bits": 32,
+                                "normalize": "casefold", "unique": True}},
+}
+"""The users table of the tests' dynaseal.toml, as the committed one declares it."""
 PLANTED: list[str] = []
 """Every value a test of this suite registered or received as a token: the session-wide log
 canary (conftest.py) checks that no log record of the whole suite holds any of them."""
