@@ -144,6 +144,8 @@ def storable(value: Any, path: str = "value") -> Any:
             )
         out = value if len(d.as_tuple().digits) <= _MAX_DIGITS else n
         if not _boto3_sends(out):
+            out = n  # trailing zeros written below 1E-165 (1.000...0E-130) go in normal form
+        if not _boto3_sends(out):
             raise InvalidItemError(
                 f"{path}: number is too small for boto3 to send exactly (its digits reach "
                 "below 1E-165); store it encrypted or as a string"
