@@ -406,3 +406,15 @@ def test_item_size_counts_names_and_values():
 def test_module_exports():
     assert set(codec.__all__) >= {"encode_value", "decode_value", "canonical_number",
                                   "item_size", "to_python", "varint", "read_varint"}
+
+
+def test_storable_sends_trailing_zeros_below_boto3s_floor_in_normal_form():
+    """1.000...0E-130 (37 digits) reaches below 1E-165 only as written: it goes out as 1E-130."""
+    from boto3.dynamodb.types import DYNAMODB_CONTEXT
+
+    written = Decimal("1.000000000000000000000000000000000000E-130")
+    out = codec.storable(written)
+    assert out == written and str(out) == "1E-130"
+    DYNAMODB_CONTEXT.create_decimal(out)  # boto3 takes it without a trap
+    with pytest.raises(InvalidItemError, match="too small for boto3"):
+        codec.storable(Decimal("1.000000000000000000000000000000000001E-130"))
