@@ -19,6 +19,8 @@ from .models import ID_PATTERN
 __all__ = ["users_cli"]
 
 users_cli = AppGroup("users", help="Manage users of the dynaseal users service.")
+# An id may begin with "-" (token_urlsafe's alphabet): click must take it as the argument.
+_ID_ARGUMENT = {"ignore_unknown_options": True}
 
 
 def _set_role(user_id: str, role: str) -> None:
@@ -32,14 +34,16 @@ def _set_role(user_id: str, role: str) -> None:
         raise click.ClickException(f"no user {user_id}") from None
 
 
-@users_cli.command("grant-admin", help="Make the user ID an admin.")
+@users_cli.command("grant-admin", help="Make the user ID an admin.",
+                   context_settings=_ID_ARGUMENT)
 @click.argument("user_id")
 def grant_admin(user_id: str) -> None:
     _set_role(user_id, "admin")
     click.echo(f"user {user_id} is now an admin")
 
 
-@users_cli.command("revoke-admin", help="Make the user ID a member again.")
+@users_cli.command("revoke-admin", help="Make the user ID a member again.",
+                   context_settings=_ID_ARGUMENT)
 @click.argument("user_id")
 def revoke_admin(user_id: str) -> None:
     _set_role(user_id, "member")

@@ -250,6 +250,10 @@ def test_grant_and_revoke_admin(app: Flask, sealed_users: SealedTable) -> None:
     assert result.exit_code == 1 and f"no user {'A' * 22}" in result.output
     result = runner.invoke(args=["users", "grant-admin", "../x"])
     assert result.exit_code == 1 and "not a user id" in result.output
+    for dashed in ("-B" + "A" * 20, "--" + "A" * 20):  # ids may begin with "-"
+        for command in ("grant-admin", "revoke-admin"):
+            result = runner.invoke(args=["users", command, dashed])
+            assert (result.exit_code, result.output) == (1, f"Error: no user {dashed}\n")
 
 
 # -- a record changed in the table -----------------------------------------------------------
