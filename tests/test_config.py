@@ -252,6 +252,14 @@ ERROR_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("empty-region", _set("dynamodb/region", ""), "dynamodb.region", "non-empty string"),
     ("max-attempts-0", _set("dynamodb/max_attempts", 0), "dynamodb.max_attempts",
      "integer from 1 to 20"),
+    ("max-pool-0", _set("dynamodb/max_pool_connections", 0), "dynamodb.max_pool_connections",
+     "must be an integer of at least 1"),
+    ("max-pool-negative", _set("dynamodb/max_pool_connections", -5),
+     "dynamodb.max_pool_connections", "must be an integer of at least 1"),
+    ("max-pool-string", _set("dynamodb/max_pool_connections", "32"),
+     "dynamodb.max_pool_connections", "must be an integer of at least 1"),
+    ("max-pool-bool", _set("dynamodb/max_pool_connections", True),
+     "dynamodb.max_pool_connections", "must be an integer of at least 1"),
     ("no-keyring-section", _delete("keyring"), "keyring", "section is missing"),
     ("no-keyring-path", _delete("keyring/path"), "keyring.path", "path is required"),
     ("hsm-keyring", _set("keyring/type", "hsm"), "keyring.type", "unsupported keyring type"),
@@ -433,3 +441,18 @@ def test_create_tables_only_and_without_unique(dynalite, conf_dir, write, dynamo
     assert f"cfg-a-{suffix}.dynaseal-claims" not in tables
     with pytest.raises(ConfigError, match="no table 'nope' is configured"):
         list(config.create_tables(only=["nope"]))
+
+
+def test_max_pool_connections_reaches_the_client(write, conf_dir):
+    """A gthread worker with more threads than botocore's default pool (10) sharing one
+    SealedTable needs a bigger pool: [dynamodb] max_pool_connections sets it."""
+    LocalKeyring.generate(conf_dir / "keys.json")
+    doc = base_doc()
+    doc["dynamodb"]["max_pool_connections"] = 48
+    config = Config.load(write(doc))
+    assert config.dynamodb.max_pool_connections == 48
+    assert config.resource().meta.client.meta.config.max_pool_connections == 48
+    assert config.sealed_table("users")._client.meta.config.max_pool_connections == 48
+    default = Config.load(write(base_doc(), name="default.toml"))
+    assert default.dynamodb.max_pool_connections is None
+    assert default.resource().meta.client.meta.config.max_pool_connections == 10

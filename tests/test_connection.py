@@ -208,6 +208,21 @@ def test_connect_allows_https_anywhere_without_a_warning(caplog):
     assert _warnings(caplog) == []
 
 
+def test_connect_sets_the_connection_pool_size():
+    client = connect("dynamodb", region="eu-west-1", resource=False, max_pool_connections=40)
+    assert client.meta.config.max_pool_connections == 40
+    assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 5}
+    default = connect("dynamodb", region="eu-west-1", resource=False)
+    assert default.meta.config.max_pool_connections == 10
+
+
+@pytest.mark.parametrize("size", [0, -1, True, 2.5, "20"])
+def test_connect_refuses_a_bad_connection_pool_size(size):
+    with pytest.raises(ConfigError, match=r"^max_pool_connections: must be an integer of "
+                                          r"at least 1$"):
+        connect("dynamodb", region="eu-west-1", resource=False, max_pool_connections=size)
+
+
 def test_connect_default_endpoint_is_aws_https():
     client = connect("dynamodb", region="eu-central-1", resource=False)
     assert client.meta.endpoint_url == "https://dynamodb.eu-central-1.amazonaws.com"

@@ -36,7 +36,8 @@ _KEYRING_KEYS = {
     "secretsmanager": {"type", "secret_id", "region", "refresh_interval"},
     "multi": {"type", "generator", "others"},
 }
-_DYNAMODB_KEYS = {"region", "endpoint_url", "verify", "use_ssl", "max_attempts"}
+_DYNAMODB_KEYS = {"region", "endpoint_url", "verify", "use_ssl", "max_attempts",
+                  "max_pool_connections"}
 _CREDENTIAL_KEYS = {"aws_access_key_id", "aws_secret_access_key", "aws_session_token",
                     "access_key", "secret_key", "session_token"}
 _TABLE_KEYS = {"table_name", "partition_key", "partition_key_type", "sort_key", "sort_key_type",
@@ -52,6 +53,9 @@ class DynamoDBSettings:
     verify: bool | str | None = None
     use_ssl: bool = True
     max_attempts: int = 5
+    max_pool_connections: int | None = None
+    """botocore's connection pool size (its default is 10); a process whose threads share one
+    SealedTable (a gthread worker with more than 10 threads) needs at least one per thread."""
 
 
 @dataclass(frozen=True)
@@ -191,7 +195,8 @@ class Config:
             try:
                 self._resource = connect("dynamodb", region=s.region, endpoint_url=s.endpoint_url,
                                          verify=s.verify, use_ssl=s.use_ssl,
-                                         max_attempts=s.max_attempts)
+                                         max_attempts=s.max_attempts,
+                                         max_pool_connections=s.max_pool_connections)
             except ConfigError as e:
                 raise ConfigError(f"{self.path}: dynamodb: {e}") from None
         return self._resource
@@ -333,7 +338,10 @@ def _dynamodb_settings(ddb: Mapping[str, Any], err: Any) -> DynamoDBSettings:
     attempts = ddb.get("max_attempts", 5)
     if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 20:
         raise err("dynamodb.max_attempts", "must be an integer from 1 to 20")
-    return DynamoDBSettings(region, endpoint, verify, True, attempts)
+    pool = ddb.get("max_pool_connections")
+    if pool is not None and (isinstance(pool, bool) or not isinstance(pool, int) or pool < 1):
+        raise err("dynamodb.max_pool_connections", "must be an integer of at least 1")
+    return DynamoDBSettings(region, endpoint, verify, True, attempts, pool)
 
 
 def _names(value: Any, where: str, err: Any) -> list[str]:

@@ -142,8 +142,12 @@ def connect(
     session: Any = None,
     resource: bool = True,
     max_attempts: int = 5,
+    max_pool_connections: int | None = None,
 ) -> Any:
-    """A boto3 resource (or client) for ``service`` after the transport checks pass."""
+    """A boto3 resource (or client) for ``service`` after the transport checks pass.
+
+    ``max_pool_connections``: botocore's connection pool size (None: botocore's default, 10),
+    for processes whose threads share one client."""
     check_verify(verify)
     for variable in ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE"):
         if variable in os.environ and not os.environ[variable].strip():
@@ -159,10 +163,15 @@ def connect(
         )
     if endpoint_url is not None:
         check_endpoint(endpoint_url)
-    kwargs: dict[str, Any] = {
-        "region_name": region,
-        "config": BotoConfig(retries={"mode": "standard", "total_max_attempts": max_attempts}),
-    }
+    if max_pool_connections is not None and (isinstance(max_pool_connections, bool) or not
+                                             isinstance(max_pool_connections, int)
+                                             or max_pool_connections < 1):
+        raise ConfigError("max_pool_connections: must be an integer of at least 1")
+    options: dict[str, Any] = {"retries": {"mode": "standard",
+                                           "total_max_attempts": max_attempts}}
+    if max_pool_connections is not None:
+        options["max_pool_connections"] = max_pool_connections
+    kwargs: dict[str, Any] = {"region_name": region, "config": BotoConfig(**options)}
     if endpoint_url:
         kwargs["endpoint_url"] = endpoint_url
     if isinstance(verify, str):
