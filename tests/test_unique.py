@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 from dynaseal import (
     BlindIndex,
     DynasealError,
+    IntegrityError,
     LocalKeyring,
     Schema,
     SealedTable,
@@ -362,3 +363,72 @@ def test_claim_pointing_at_an_item_that_cannot_be_opened_fails_closed(users, cap
     assert users.get_item({"user_id": "u2"}, ConsistentRead=True) is None
     assert any("cannot be opened here" in r.getMessage() for r in caplog.records)
     assert "ada@example.com" not in caplog.text
+
+
+# -- during a migration: the guard opens items through the table's migration reader --------
+
+
+def _migrating(users: SealedTable) -> SealedTable:
+    """Another handle on ``users`` that reads items not sealed yet (a plaintext migration)."""
+    from dynaseal.ops.readers import PlaintextReader
+
+    return SealedTable(users.table, schema=users.schema, keyring=users.sealer.keyring,
+                       migrating_from=PlaintextReader(users.name, users.schema))
+
+
+def test_migration_truth_check_sees_a_value_an_unsealed_item_holds(users, caplog):
+    """u1 holds the claim; an old app instance then rewrote u1 in plaintext, value kept. The
+    truth check reads u1 through the migration reader: held, refused, and no warning about
+    an item that cannot be opened (the fail-closed path is not what decided)."""
+    mig = _migrating(users)
+    mig.put_item(_user("u1", "ada@example.com"))
+    users.table.put_item(Item=_user("u1", "ada@example.com"))  # plaintext, no seal
+    with caplog.at_level("WARNING", logger="dynaseal"), \
+            pytest.raises(UniqueConstraintError):
+        mig.put_item(_user("u2", "ADA@example.com"))
+    assert not any("cannot be opened" in r.getMessage() for r in caplog.records)
+    assert mig.get_item({"user_id": "u2"}, ConsistentRead=True) is None
+    assert claim_for(users, "ada@example.com")["owner"] == {"user_id": "u1"}
+
+
+def test_migration_truth_check_frees_a_value_an_unsealed_item_dropped(users):
+    """The old app instance rewrote u1 in plaintext with another address: the value is free
+    (fail-closed would have blocked it until u1 was migrated)."""
+    mig = _migrating(users)
+    mig.put_item(_user("u1", "ada@example.com"))
+    users.table.put_item(Item=_user("u1", "other@example.com"))
+    mig.put_item(_user("u2", "ada@example.com"))
+    assert _holders(users, "ada@example.com") == ["u2"]
+    assert claim_for(users, "ada@example.com")["owner"] == {"user_id": "u2"}
+
+
+def test_migration_put_and_delete_return_an_unsealed_old_item(users):
+    mig = _migrating(users)
+    users.table.put_item(Item=_user("u1", "ada@example.com"))
+    old = mig.put_item(_user("u1", "ada@example.org"), ReturnValues="ALL_OLD")
+    assert old == _user("u1", "ada@example.com")
+    users.table.put_item(Item=_user("u2", "bob@example.com"))
+    assert mig.delete_item({"user_id": "u2"}, ReturnValues="ALL_OLD") == _user(
+        "u2", "bob@example.com")
+    users.table.put_item(Item=_user("u3", "cy@example.com"))
+    with pytest.raises(IntegrityError, match="not sealed"):  # without the reader: refused
+        users.put_item(_user("u3", "cy@example.org"), ReturnValues="ALL_OLD")
+
+
+def test_migration_scoped_view_reads_and_deletes_an_unsealed_item(make_users):
+    schema = Schema("user_id", sign=["owner"], blind_indexes={
+        "email": BlindIndex("email_bidx", bits=32, normalize="casefold", unique=True)})
+    users = make_users(schema)
+    mig = _migrating(users)
+    mig.put_item({"user_id": "u1", "owner": "alice", "email": "ada@example.com"})
+    plain = {"user_id": "u1", "owner": "alice", "email": "ada@example.com", "n": Decimal(1)}
+    users.table.put_item(Item=plain)  # an old app instance's plaintext write
+    mine, theirs = mig.scoped("owner", "alice"), mig.scoped("owner", "mallory")
+    assert mine.get_item({"user_id": "u1"}) == plain
+    assert theirs.get_item({"user_id": "u1"}) is None
+    assert mine.update_item({"user_id": "u1"}, set={"n": 2})["n"] == 2
+    users.table.put_item(Item=plain)
+    assert mine.delete_item({"user_id": "u1"}, ReturnValues="ALL_OLD") == plain
+    # the deleted item's value was released on the old item the reader opened
+    assert claim_for(users, "ada@example.com") is None
+    mig.put_item({"user_id": "u2", "owner": "bob", "email": "ADA@example.com"})

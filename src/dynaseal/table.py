@@ -74,7 +74,8 @@ class SealedTable:
             self._unique = UniqueGuard(
                 self.sealer, self._request,
                 functools.partial(self._request, target=self._client,
-                                  TableName=claims_table_name(self.name)))
+                                  TableName=claims_table_name(self.name)),
+                open_item=self._open)
 
     def __repr__(self) -> str:
         return f"SealedTable({self.name!r}, keyring={self.sealer.keyring!r})"

@@ -18,10 +18,12 @@ it held; it then rolls its item back (conditioned on its own write) and raises
 UniqueConstraintError, so the writer that took the claim keeps the value. The state machine is
 drawn in docs/BLIND_INDEXES.md.
 
-The guard works on a narrow interface, not on SealedTable: an ItemSealer (key encoding, opening,
-the keyring's index keys) and two request functions, ``request(operation, key=None, **kwargs)``
-on the sealed table and ``claims_request(operation, **kwargs)`` on the claims table, both taking
-and returning resource-layer values. ``on_step``, when set, is called with the name of each step
+The guard works on a narrow interface, not on SealedTable: an ItemSealer (key encoding, the
+keyring's index keys), the table's ``open_item`` (its one open path: the sealer, or the
+migration reader for an item not sealed yet) and two request functions,
+``request(operation, key=None, **kwargs)`` on the sealed table and
+``claims_request(operation, **kwargs)`` on the claims table, both taking and returning
+resource-layer values. ``on_step``, when set, is called with the name of each step
 just before its request: the seam a test scheduler uses to interleave writers deterministically.
 """
 
@@ -94,8 +96,12 @@ class UniqueGuard:
     """Enforces the unique blind indexes of one table."""
 
     def __init__(self, sealer: ItemSealer, request: Request, claims_request: Request, *,
-                 lease_seconds: float = 30.0) -> None:
+                 lease_seconds: float = 30.0,
+                 open_item: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None) -> None:
         self.sealer = sealer
+        # the table's one open path (SealedTable._open), so that during a migration an item
+        # not sealed yet is read by the table's migration reader here too
+        self._open = open_item if open_item is not None else sealer.open
         self.table_name = sealer.table_name
         self.schema = sealer.schema
         self._request = request
@@ -206,7 +212,7 @@ class UniqueGuard:
         if stored is None:
             return False
         try:
-            item = self.sealer.open(stored)
+            item = self._open(stored)
         except IntegrityError:
             log.warning("dynaseal: the holder of a %r claim cannot be opened here; treating "
                         "the value as held (table %s)", source, self.table_name)
@@ -320,7 +326,7 @@ class UniqueGuard:
         old: dict[str, Any] | None = None
         if old_stored:
             try:
-                old = self.sealer.open(old_stored)
+                old = self._open(old_stored)
             except IntegrityError:
                 if want_old:
                     raise
@@ -384,7 +390,7 @@ class UniqueGuard:
         if not old_stored:
             return None
         try:
-            old = self.sealer.open(old_stored)
+            old = self._open(old_stored)
         except IntegrityError:
             if want_old:
                 raise
