@@ -176,15 +176,16 @@ class FernetReader(_Reader):
                  renames: Mapping[str, str] | None = None, max_age: int | None = None
                  ) -> None:
         super().__init__(table_name, schema)
-        from cryptography.fernet import Fernet, MultiFernet
+        from cryptography.fernet import MultiFernet
 
         if not keys:
             raise ConfigError("--from fernet: at least one Fernet key is required")
-        try:
-            self._fernet = MultiFernet([Fernet(k) for k in keys])
-        except (ValueError, binascii.Error):
+        fernets = _fernets(keys)
+        if fernets is None:
+            del keys  # the other keys must not ride in this frame's locals either
             raise ConfigError("--from fernet: a Fernet key must be 32 url-safe "
-                              "base64-encoded bytes") from None
+                              "base64-encoded bytes")
+        self._fernet = MultiFernet(fernets)
         self.renames = dict(renames or {})
         self.max_age = max_age
         targets = list(self.renames.values())
@@ -218,21 +219,24 @@ class FernetReader(_Reader):
                 item[name] = value
             else:
                 tokens.append((name, token))
+        plain = b""
         for name, token in tokens:
             failed = False
             try:
                 plain = self._fernet.decrypt(token, ttl=self.max_age)
             except InvalidToken:
                 failed = True
-            if failed:
-                item.clear()
-                raise self._fail(stored, f"Fernet token in {name!r} failed to decrypt (wrong "
-                                         "key, truncated, tampered with, or too old)")
             target = self.new_name(name)
-            if target in item or (target in stored and target != name):
+            problem = (f"Fernet token in {name!r} failed to decrypt (wrong key, truncated, "
+                       "tampered with, or too old)" if failed else
+                       f"{name!r} would be renamed to {target!r}, which the item already holds"
+                       if target in item or (target in stored and target != name) else None)
+            if problem is not None:
+                # neither this token's plaintext nor an earlier one's (``plain``, ``item``)
+                # may stay in the locals of the frame that raises
                 item.clear()
-                raise self._fail(stored, f"{name!r} would be renamed to {target!r}, which the "
-                                         "item already holds")
+                plain = b""
+                raise self._fail(stored, problem)
             try:
                 item[target] = plain.decode("utf-8")
             except UnicodeDecodeError:
@@ -241,6 +245,17 @@ class FernetReader(_Reader):
 
 
 _B64URL = re.compile(rb"[A-Za-z0-9_-]+={0,2}")
+
+
+def _fernets(keys: Sequence[bytes]) -> list[Any] | None:
+    """A Fernet per key, or None if one is not a Fernet key (the caller raises, so that no
+    exception holding a key is chained to its error)."""
+    from cryptography.fernet import Fernet
+
+    try:
+        return [Fernet(k) for k in keys]
+    except (ValueError, binascii.Error):
+        return None
 
 
 def fernet_token(value: Any) -> bytes | None:
@@ -267,26 +282,50 @@ def fernet_keys(variables: Sequence[str], where: str) -> list[bytes]:
     if not variables:
         raise ConfigError(f"{where}: name the environment variable(s) holding the Fernet "
                           "key (--fernet-key-env VAR)")
-    keys = []
+    keys: list[bytes] = []
     for variable in variables:
-        value = os.environ.get(variable)
+        value = os.environ.get(variable) if _ENV_NAME.fullmatch(variable) else None
         if not value:
-            raise ConfigError(f"{where}: environment variable {variable} is not set")
+            keys.clear()  # the keys read so far must not stay in this frame's locals
+            raise ConfigError(f"{where}: {_unset(variable)}")
         keys.append(value.encode("ascii", "replace"))
     return keys
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+def _keylike(name: str) -> bool:
+    """Long, and hex, or mixing lower case, upper case and digits: what keys look like and
+    variable names (``FERNET_KEY_2``, ``fernet_key``) do not."""
+    if len(name) < 16:
+        return False
+    if all(c in "0123456789abcdefABCDEF" for c in name):
+        return True
+    return (any(c.islower() for c in name) and any(c.isupper() for c in name)
+            and any(c.isdigit() for c in name))
+
+
+def _unset(variable: str) -> str:
+    """Why a variable gives no key, naming it only when it reads as a variable's name: the
+    usual slip is ``--fernet-key-env "$FERNET_KEY"``, which passes the key itself, and an error
+    message must not print it."""
+    if _ENV_NAME.fullmatch(variable) and not _keylike(variable):
+        return f"environment variable {variable} is not set"
+    return ("not the name of an environment variable (it is not shown: it may be the key "
+            "itself; give the variable's name, e.g. FERNET_KEY)")
 
 
 def _env_key(variable: Any, where: str) -> bytes:
     if not isinstance(variable, str) or not variable:
         raise ConfigError(f"{where}: the name of an environment variable is required")
-    value = os.environ.get(variable)
+    value = os.environ.get(variable) if _ENV_NAME.fullmatch(variable) else None
     if not value:
-        raise ConfigError(f"{where}: environment variable {variable} is not set")
+        raise ConfigError(f"{where}: {_unset(variable)}")
     try:
         key = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         key = None
     if key is None or len(key) < 16:
+        value = key = None  # no key material in the locals of the raising frame
         raise ConfigError(f"{where}: {variable} must hold a base64 key of at least 16 bytes")
     return key
 
