@@ -114,3 +114,36 @@ def test_ddbec_key_too_short_is_not_in_locals(monkeypatch) -> None:
                         "signing_key_env": "WRAP"}, "tables.t.ddbec")
     found = dynaseal_locals(info.value)
     assert not holds(found, "c2hvcnRrZXk=") and not holds(found, b"shortkey")
+
+
+def test_audit_masks_a_sensitive_value_in_an_item_key_and_in_a_map_key(tmp_path, make_table,
+                                                                          dynalite) -> None:
+    """The report shows items by key and attributes by path: neither may print a value the
+    audit flags (a table keyed by e-mail address, a map keyed by SSN)."""
+    import json
+
+    from ops_support import write_config
+
+    from dynaseal import Config, LocalKeyring
+    from dynaseal.ops.audit import audit_table
+    from dynaseal.ops.audit_html import render_html
+    from dynaseal.ops.engine import RunOptions
+
+    LocalKeyring.generate(tmp_path / "keys.json")
+    raw = make_table(pk="email")
+    raw.put_item(Item={"email": "ada@example.com", "note": "hello"})
+    raw.put_item(Item={"email": "plain-id", "by_ssn": {"078-05-1120": "x", "tag": "y"}})
+    config = write_config(tmp_path / "dynaseal.toml", dynalite.endpoint_url,
+                          {"users": {"table_name": raw.name, "partition_key": "email"}})
+    report = audit_table(Config.load(config), "users", RunOptions(page_size=10))
+    found = {(f.attribute, f.kind): f for f in report.sensitive.values()}
+    assert set(found) == {("email", "email"), ("by_ssn.<key>", "ssn")}
+    assert found[("email", "email")].examples == [
+        {"key": "{email='*************om'}", "masked": "*************om"}]
+    assert found[("by_ssn.<key>", "ssn")].examples == [
+        {"key": "{email='plain-id'}", "masked": "*********20"}]
+    assert {f["key"] for f in report.failures} == {"{email='*************om'}",
+                                                   "{email='plain-id'}"}
+    for rendered in (report.text(), json.dumps(report.as_dict()), render_html(report)):
+        assert "ada@example.com" not in rendered and "ada@example" not in rendered
+        assert "078-05-1120" not in rendered and "078-05" not in rendered

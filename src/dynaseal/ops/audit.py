@@ -211,10 +211,21 @@ class AuditJob:
                     self.sealed.sealer.open(stored).clear()
             except IntegrityError as e:
                 failure = e.reason
-        key = describe_key(self.sealed.schema, stored)
+        key = self._shown_key(stored, hits)
         with self._lock:
             self._count(stored, refs, key, hits, failure)
         return SKIP
+
+    def _shown_key(self, stored: Mapping[str, Any], hits: list[tuple[str, str, str]]) -> str:
+        """The item's key as the report shows it: a key attribute whose value is itself a
+        finding (a table keyed by e-mail address) is masked there too, or the report would
+        print beside each example the very value it masks."""
+        schema = self.sealed.schema
+        flagged = {path: text for path, _, text in hits if path in schema.key_names}
+        if not flagged:
+            return describe_key(schema, stored)
+        return describe_key(schema, {name: mask(flagged[name]) if name in flagged
+                                     else stored.get(name) for name in schema.key_names})
 
     def _count(self, stored: Mapping[str, Any], refs: frozenset[tuple[int, str]] | None,
                key: str, hits: list[tuple[str, str, str]], failure: str | None) -> None:

@@ -121,7 +121,9 @@ def mask(text: str) -> str:
 def walk_strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
     """(attribute path, text) of every string and number in a value, nested ones included.
 
-    Numbers are looked at as their digits (a card number stored as a number is still one)."""
+    Numbers are looked at as their digits (a card number stored as a number is still one).
+    Map keys are part of the path, except one that is itself sensitive: that one is yielded as
+    a value at ``<path>.<key>`` and its entries are reported under that path."""
     if isinstance(value, str):
         yield path, value
     elif isinstance(value, int | Decimal) and not isinstance(value, bool):
@@ -130,7 +132,13 @@ def walk_strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
             yield path, text
     elif isinstance(value, dict):
         for k, v in value.items():
-            yield from walk_strings(v, f"{path}.{k}")
+            name = k
+            if isinstance(k, str) and detect(k):
+                # a map key is stored in the clear too, and a path is shown whole: a key that
+                # is itself a sensitive value is a finding, and is named only as <key>
+                yield f"{path}.<key>", k
+                name = "<key>"
+            yield from walk_strings(v, f"{path}.{name}")
     elif isinstance(value, list | tuple | set | frozenset):
         for v in value:
             yield from walk_strings(v, f"{path}[]")
