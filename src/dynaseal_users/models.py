@@ -51,6 +51,8 @@ def _absent_not_null(schema: dict[str, Any]) -> None:
 
 
 class _Strict(BaseModel):
+    # Submitted personal data and passwords are declared with ``repr=False``: a request model
+    # sits in a view's locals, which error reporters record by repr.
     model_config = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True,
                               frozen=True, json_schema_extra=_absent_not_null)
 
@@ -79,11 +81,11 @@ Role = Literal["member", "admin"]
 class RegisterRequest(_Strict):
     """``POST /users``."""
 
-    email: Email
-    password: Password
-    name: Name
-    ssn: SSN
-    address: Address
+    email: Email = Field(repr=False)
+    password: Password = Field(repr=False)
+    name: Name = Field(repr=False)
+    ssn: SSN = Field(repr=False)
+    address: Address = Field(repr=False)
 
 
 class LoginRequest(_Strict):
@@ -91,8 +93,8 @@ class LoginRequest(_Strict):
     path (lookup, then one argon2 verification), so a malformed e-mail or password is answered
     exactly like a wrong one, in status, body and time."""
 
-    email: Annotated[str, StringConstraints(max_length=4096)]
-    password: Annotated[str, StringConstraints(max_length=4096)]
+    email: Annotated[str, StringConstraints(max_length=4096)] = Field(repr=False)
+    password: Annotated[str, StringConstraints(max_length=4096)] = Field(repr=False)
 
 
 class UpdateRequest(_Strict):
@@ -100,10 +102,11 @@ class UpdateRequest(_Strict):
     current password); an admin may also change the role, and needs no current password to
     reset someone else's."""
 
-    name: Name | None = None
-    address: Address | None = None
-    password: Password | None = None
-    current_password: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    name: Name | None = Field(default=None, repr=False)
+    address: Address | None = Field(default=None, repr=False)
+    password: Password | None = Field(default=None, repr=False)
+    current_password: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
+        default=None, repr=False)
     role: Role | None = None
 
     model_config = ConfigDict(json_schema_extra=lambda schema: _update_schema(schema))
