@@ -1,8 +1,12 @@
 """dynaseal benchmarks (``make bench``): prints Markdown tables of measured figures.
 
-Sections: 1. reference user item, seal/open against the legacy SDK and per-field Fernet;
-2. a 200 KB binary attribute against bare AES-GCM; 3. blind-index lookups and safe updates
-against plaintext DynamoDB requests, on a dynalite this script starts on 127.0.0.1.
+Sections, each against its alternative in the same run: ``user`` (the reference item's seal/open
+against the legacy SDK and per-field Fernet), ``blob`` (a 200 KB attribute against bare AES-GCM),
+``dynamodb`` (blind-index lookups and safe updates against plaintext requests), ``users`` (the
+users service under locust against an insecure version of the same routes), ``kms`` (the cached
+KmsKeyring against the legacy direct-KMS provider and LocalKeyring), ``ops`` (reencrypt against a
+plain scan-and-conditional-put copy; migrations; peak memory) and ``flask`` (log redaction, a
+shared SealedTable). Servers (dynalite, moto, gunicorn) are started here on 127.0.0.1.
 Figures only: nothing here asserts on timing.
 """
 
@@ -24,11 +28,7 @@ from ops_bench import ops_bench
 from users_bench import users_bench
 
 SECTIONS = {"user": user_item_bench, "blob": blob_bench, "dynamodb": dynamodb_bench,
-            "users": users_bench}
-
-SECTIONS["kms"] = kms_bench
-SECTIONS["ops"] = ops_bench
-SECTIONS["flask"] = flask_bench
+            "users": users_bench, "kms": kms_bench, "ops": ops_bench, "flask": flask_bench}
 
 
 def _offline_aws_env() -> None:
