@@ -65,7 +65,9 @@ class _Strict(BaseModel):
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A response is built from a decrypted record: should a stored value not fit (an item
+    # written by another tool), the error reaches the log, and must not quote the value.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 # No \s: it means different things to pydantic (Rust), Python and JSON Schema (ECMA 262).

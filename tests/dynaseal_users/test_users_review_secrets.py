@@ -45,3 +45,20 @@ def test_fields_stay_required() -> None:
     assert missing == {"password", "name", "ssn", "address"}
     with pytest.raises(ValidationError):
         UpdateRequest.model_validate_json("{}", strict=True)
+
+
+def test_a_response_model_error_never_quotes_the_record() -> None:
+    """A stored record whose values do not fit the response (written by another tool) ends
+    in a 500 whose log line holds the error: it names fields, never the decrypted values."""
+    from decimal import Decimal
+
+    from dynaseal_users.models import UserRecord
+
+    with pytest.raises(ValidationError) as info:
+        UserRecord(id="A" * 22, email={"ada@example.com"}, name=Decimal(4111111111111111),
+                   ssn="***-**-1120", address=["12 St James Square, London"], role="member",
+                   created_at="2026-11-28T00:00:00Z")
+    text = str(info.value)
+    assert {e["loc"][0] for e in info.value.errors()} == {"email", "name", "address"}
+    for secret in ("ada@example.com", "4111111111111111", "12 St James Square"):
+        assert secret not in text
