@@ -132,12 +132,16 @@ def test_audit_masks_a_sensitive_value_in_an_item_key_and_in_a_map_key(tmp_path,
     LocalKeyring.generate(tmp_path / "keys.json")
     raw = make_table(pk="email")
     raw.put_item(Item={"email": "ada@example.com", "note": "hello"})
-    raw.put_item(Item={"email": "plain-id", "by_ssn": {"078-05-1120": "x", "tag": "y"}})
+    raw.put_item(Item={"email": "plain-id", "by_ssn": {"078-05-1120": "x", "tag": "y"},
+                       "bob@example.org": "hello"})
     config = write_config(tmp_path / "dynaseal.toml", dynalite.endpoint_url,
                           {"users": {"table_name": raw.name, "partition_key": "email"}})
     report = audit_table(Config.load(config), "users", RunOptions(page_size=10))
     found = {(f.attribute, f.kind): f for f in report.sensitive.values()}
-    assert set(found) == {("email", "email"), ("by_ssn.<key>", "ssn")}
+    assert set(found) == {("email", "email"), ("by_ssn.<key>", "ssn"),
+                          ("<attribute name>", "email")}
+    assert found[("<attribute name>", "email")].examples == [
+        {"key": "{email='plain-id'}", "masked": "*************rg"}]
     assert found[("email", "email")].examples == [
         {"key": "{email='*************om'}", "masked": "*************om"}]
     assert found[("by_ssn.<key>", "ssn")].examples == [
@@ -147,3 +151,4 @@ def test_audit_masks_a_sensitive_value_in_an_item_key_and_in_a_map_key(tmp_path,
     for rendered in (report.text(), json.dumps(report.as_dict()), render_html(report)):
         assert "ada@example.com" not in rendered and "ada@example" not in rendered
         assert "078-05-1120" not in rendered and "078-05" not in rendered
+        assert "bob@example" not in rendered

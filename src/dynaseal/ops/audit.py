@@ -194,7 +194,12 @@ class AuditJob:
         for name, value in stored.items():
             if name == HEADER_ATTRIBUTE:
                 continue
-            for path, text in walk_strings(value, name):
+            top = name
+            named = detect(name)
+            if named:  # an attribute named by a sensitive value: a finding, never printed
+                top = "<attribute name>"
+                hits += [(top, kind, name) for kind in named]
+            for path, text in walk_strings(value, top):
                 for kind in detect(text):
                     hits.append((path, kind, text))
         try:
