@@ -17,7 +17,9 @@ By name (case-insensitive, anywhere in the name): ``password``, ``passwd``, ``to
 In text, ``name=value`` / ``name: value`` / ``"name": "value"`` pairs with such a name lose
 their value (an unquoted value ends at white space or one of ``, ; & } ]``, as in a query
 string, so an unquoted password holding those characters loses only its first part: the
-quoted forms of JSON and of a dict's repr are redacted whole).
+quoted forms of JSON and of a dict's repr are redacted whole, ``b'...'`` literals, argon2
+hashes and calls such as ``Decimal('78051120')`` or ``Binary(b'...')`` too, which is how a
+logged DynamoDB item shows its numbers and binary values).
 
 By shape: US social security numbers written ``123-45-6789`` (or with spaces); card numbers of
 13 to 19 digits (spaces or dashes allowed) that start with 2 to 6 and pass the Luhn check;
@@ -51,7 +53,16 @@ _NAME_RE = "|".join(["api[_-]?key" if p == "api_key" else p for p in _NAME_PARTS
 # word (possessive, from a word start) followed by ``=`` or ``:``, and the keyword is looked for
 # in it afterwards; ``[\w-]*keyword[\w-]*`` instead retries from every position of a long word.
 _NAME_SEP = re.compile(r"(?<![\w-])(?P<name>[\w-]++)(?P<sep>[\"']?[ \t]*[:=][ \t]*)")
-_VALUE = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|(?:bearer|basic)[ \t]+[^\s,;&]+"
+_STRING = r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'"
+_QUOTED = r"[bru]{0,2}(?:" + _STRING + ")"
+# a value is a quoted string (a bytes or raw literal too: ``b'...'`` in a dict's repr), a
+# credential, an argon2 hash (commas inside), a call in a repr (``Decimal('78051120')``,
+# ``Binary(b'...')``: every DynamoDB number and binary value of a logged item), or a bare word
+_VALUE = re.compile(_QUOTED + r"|(?:bearer|basic)[ \t]+[^\s,;&]+"
+                    r"|\$argon2(?:id|i|d)\$[A-Za-z0-9$=,+/.]+"
+                    # inside the call, a literal's b/r prefix is an ordinary character, so
+                    # that each text has one parse (no backtracking blow-up)
+                    r"|[A-Za-z_][\w.]*\((?:" + _STRING + r"|[^()'\"])*\)"
                     r"|[^\s\"',;&}\]]+", re.IGNORECASE)
 _SENSITIVE_NAME = re.compile(_NAME_RE, re.IGNORECASE)
 _CREDENTIAL = re.compile(r"(?i)\b(?P<scheme>bearer|basic)\s+[A-Za-z0-9\-._~+/]+=*")
