@@ -276,7 +276,7 @@ def test_slow_promotion_after_the_item_landed_keeps_the_value(unique_table, keyr
     original = a._unique._promote
     outcome: list[BaseException | None] = []
 
-    def slow_promote(cid: bytes, token: bytes, lease: int) -> bool:
+    def slow_promote(cid: bytes, mine: dict[str, Any]) -> bool:
         if not outcome:
             time.sleep(PAST_LEASE)
             try:
@@ -284,7 +284,7 @@ def test_slow_promotion_after_the_item_landed_keeps_the_value(unique_table, keyr
                 outcome.append(None)
             except UniqueConstraintError as e:
                 outcome.append(e)
-        return original(cid, token, lease)
+        return original(cid, mine)
 
     monkeypatch.setattr(a._unique, "_promote", slow_promote)
     assert a.put_item(_user("a", "ada@example.com")) is None

@@ -137,7 +137,7 @@ def test_claims_do_not_store_the_value(users):
     (claim,) = _claims(users)
     assert len(as_bytes(claim["claim"])) == 32
     assert "distinctive" not in repr(claim)
-    assert set(claim) == {"claim", "owner", "token", "state"}
+    assert set(claim) == {"claim", "owner", "token", "state", "version"}
 
 
 def test_same_user_can_be_rewritten_with_the_same_email(users):
@@ -273,9 +273,10 @@ def test_twenty_concurrent_writers_one_winner(users, dynalite, keyring, round_):
 def _crash_after_claim(users: SealedTable, uid: str, email: str) -> None:
     """The writer reserved the value (pending claim) and died before writing its item."""
     index = users.schema.blind_indexes["email"]
-    cid, token, _lease, fresh = users._unique._acquire("email", index, email, {"user_id": uid})
-    assert fresh is True
-    assert len(token) == 16
+    cid, mine, give_back = users._unique._acquire("email", index, email, {"user_id": uid})
+    assert give_back == "new"
+    assert len(mine["token"]) == 16
+    assert (mine["state"], mine["version"]) == ("pending", 0)
     claim = claim_for(users, email)
     assert claim is not None
     assert as_bytes(claim["claim"]) == cid

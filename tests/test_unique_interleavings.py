@@ -12,8 +12,10 @@ only then does B's takeover reach DynamoDB.
 
 After each schedule, against dynalite: at most one item holds the value; a writer that
 returned holds it and a writer that raised UniqueConstraintError does not; the claim names
-the holder. Leases are zero in the adversarial runs (every pending claim has expired by the
-time another writer reads it), and long in the others.
+the holder. In the same-item scenarios both writers write one item (same primary key, so the
+same claim owner): both must succeed, the item holds the value and the claim names it, held.
+Leases are zero in the adversarial runs (every pending claim has expired by the time another
+writer reads it), and long in the others.
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ class Scenario:
     b: Callable[[SealedTable, str, str], Any]
     a_claims: bool
     b_claims: bool = True
+    same_item: bool = False  # B writes A's item (same primary key), not its own
 
 
 def _nothing(t: SealedTable, a: str, b: str, v: str) -> None:
@@ -122,6 +125,10 @@ def _a_holds(t: SealedTable, a: str, b: str, v: str) -> None:
 
 def _put(t: SealedTable, uid: str, v: str) -> Any:
     return t.put_item({"user_id": uid, "email": v.upper() if uid.startswith("b") else v})
+
+
+def _put_upper(t: SealedTable, uid: str, v: str) -> Any:
+    return t.put_item({"user_id": uid, "email": v.upper()})
 
 
 def _update_to(t: SealedTable, uid: str, v: str) -> Any:
@@ -148,6 +155,14 @@ SCENARIOS = [
     Scenario("put-keeping-the-value", _a_holds, _put, _put, a_claims=True),
     Scenario("delete-the-holder", _a_holds, _delete, _put, a_claims=False),
     Scenario("change-away-from-the-value", _a_holds, _change_away, _put, a_claims=False),
+    # two writers of one item with one value (an app and `dynaseal migrate`, say)
+    Scenario("same-item-new-value", _nothing, _put, _put_upper, a_claims=True, same_item=True),
+    Scenario("same-item-held-value", _a_holds, _put, _put_upper, a_claims=True,
+             same_item=True),
+    Scenario("same-item-update-to-the-value", _a_has_other, _update_to, _put_upper,
+             a_claims=True, same_item=True),
+    Scenario("same-item-update-keeping-the-value", _a_holds, _update_other, _put_upper,
+             a_claims=True, same_item=True),
 ]
 
 
@@ -183,13 +198,25 @@ def _run(table: Any, keyring: LocalKeyring, scenario: Scenario, lease: float,
     for t in tables:
         t._unique.lease_seconds = lease
     a = Writer("A", tables[0], lambda t: scenario.a(t, a_id, v))
-    b = Writer("B", tables[1], lambda t: scenario.b(t, b_id, v))
+    b_uid = a_id if scenario.same_item else b_id
+    b = Writer("B", tables[1], lambda t: scenario.b(t, b_uid, v))
     schedule(a, b)
     a.finish()
     b.finish()
     holders = _consistent_holders(setup, [a_id, b_id, f"{a_id}-ghost"], v)
     # the invariant: at most one item holds the value
     assert len(holders) <= 1, (scenario.name, a.steps, b.steps, holders)
+    if scenario.same_item:
+        # one owner: neither writer may be refused its own value
+        for w in (a, b):
+            assert not isinstance(w.result, BaseException), (scenario.name, w.name, a.steps,
+                                                             b.steps, w.result)
+        assert holders == [a_id], (scenario.name, a.steps, b.steps, holders)
+        claim = claim_for(setup, v)
+        assert claim is not None, (scenario.name, a.steps, b.steps)
+        assert claim["owner"] == {"user_id": a_id}, (scenario.name, a.steps, b.steps)
+        assert claim["state"] == "held", (scenario.name, a.steps, b.steps, claim["state"])
+        return a, b, holders
     for w, uid, claims in ((a, a_id, scenario.a_claims), (b, b_id, scenario.b_claims)):
         if isinstance(w.result, BaseException):
             assert isinstance(w.result, UniqueConstraintError), (scenario.name, w.name,
@@ -273,3 +300,29 @@ def test_the_reported_stall_is_refused(unique_table, ring):
     assert isinstance(b.result, UniqueConstraintError)
     assert len(holders) == 1
     assert holders[0].startswith("a")  # A's item, and only it
+
+
+def test_two_writers_of_one_item_join_one_claim(unique_table, ring):
+    """The same-owner race: A creates the claim and is parked before its item write; B, a
+    writer of the same item and value, finds A's pending claim and joins it (same token, its
+    own lease) instead of replacing it. A writes and promotes (its first promote fails: B's
+    join changed the claim; A re-reads, still its token, promotes what it read); B writes,
+    finds the claim already held under the shared token and confirms it. Both succeed."""
+
+    def schedule(a: Writer, b: Writer) -> None:
+        a.advance()
+        b.advance()
+        a.advance()  # A: claim:create sent; parked before item:write
+        while b.steps[-1] != "item:write":
+            b.advance()  # B: claim:create (fails), claim:read, claim:join
+        a.finish()
+        b.finish()
+
+    a, b, holders = _run(unique_table, ring, SCENARIOS[7], 30.0, schedule)
+    assert SCENARIOS[7].name == "same-item-new-value"
+    assert a.steps == ["claim:create", "item:write", "claim:promote", "claim:reread",
+                       "claim:promote"]
+    assert b.steps == ["claim:create", "claim:read", "claim:join", "item:write",
+                       "claim:promote", "claim:reread", "claim:confirm"]
+    assert a.result is None and b.result is None
+    assert holders[0].startswith("a")

@@ -11,11 +11,15 @@ owner's item, and if the item does not hold the value the claim is stale and is 
 truth check fails closed: an owner item this process cannot open counts as holding the value.
 
 Every transition of a claim is a write conditioned on the whole state it was decided from
-(token, state and lease, as read), never on part of it: a decision taken on a claim that has
-changed since (its owner marked it held meanwhile, say) fails and is taken again on what the
-claim is now. A write that outlives its lease finds its claim taken over when it tries to mark
-it held; it then rolls its item back (conditioned on its own write) and raises
-UniqueConstraintError, so the writer that took the claim keeps the value. The state machine is
+(token, state, lease and version, as read), never on part of it: a decision taken on a claim
+that has changed since (its owner marked it held meanwhile, say) fails and is taken again on
+what the claim is now. Two writers of the same item share one claim: the second joins the
+first's (same token, a new lease) rather than replacing it, so neither is refused its own
+value; after its item write each makes a write that changes the claim (promote, or confirm
+one a co-writer already promoted), so a takeover decided before that write always fails. A
+write that outlives its lease finds its claim taken over when it tries to mark it held; it
+then rolls its item back (conditioned on its own write) and raises UniqueConstraintError, so
+the writer that took the claim keeps the value. The state machine is
 drawn in docs/BLIND_INDEXES.md.
 
 The guard works on a narrow interface, not on SealedTable: an ItemSealer (key encoding, the
@@ -36,6 +40,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from boto3.dynamodb.types import Binary
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
@@ -57,11 +62,15 @@ _CLAIM_LABEL = b"dynaseal/v1/claim"
 _MAX_ROUNDS = 10
 PENDING = "pending"
 HELD = "held"
+_NEW_CLAIM = "new"
 
 # A claim item: {"claim": id, "owner": key, "token": 16 random bytes, "state": PENDING or HELD,
-# "lease_until": epoch milliseconds, only while PENDING}. A new token at every write of the
-# claim, so (token, state) never comes back once changed.
-_STATE_NAMES = {"#t": "token", "#s": "state", "#l": "lease_until"}
+# "lease_until": epoch milliseconds, only while PENDING, "version": a number}. A whole-claim
+# write (create, takeover) draws a new token and starts at version 0; an update of the claim
+# (join, promote, confirm, unjoin, promote-other) keeps the token and owner and adds one to
+# the version, so (token, version) never comes back once changed.
+_STATE_NAMES = {"#t": "token", "#s": "state", "#l": "lease_until", "#v": "version"}
+_NEW = {"#t": ":newt", "#s": ":news", "#l": ":newl", "#v": ":newv"}
 
 
 def _conditional_failed(e: ClientError) -> bool:
@@ -69,7 +78,8 @@ def _conditional_failed(e: ClientError) -> bool:
 
 
 def _as_read(claim: Mapping[str, Any]) -> dict[str, Any]:
-    """Condition: the claim is still exactly as read (token, state, lease: present or absent)."""
+    """Condition: the claim is still exactly as read (token, state, lease, version: present or
+    absent)."""
     values: dict[str, Any] = {}
     clauses = []
     for placeholder, attr in _STATE_NAMES.items():
@@ -87,9 +97,19 @@ def _as_read(claim: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _ours_pending(token: bytes, lease_until: int) -> dict[str, Any]:
-    """Condition: the claim is the pending one we wrote (our token, our lease)."""
-    return _as_read({"token": token, "state": PENDING, "lease_until": lease_until})
+def _token(claim: Mapping[str, Any]) -> bytes:
+    token = claim.get("token")
+    if isinstance(token, bytes | bytearray | Binary):
+        raw: Any = token  # boto3's Binary converts with bytes(); its stubs do not say so
+        return bytes(raw)
+    return b""
+
+
+def _version(claim: Mapping[str, Any]) -> int:
+    version = claim.get("version")
+    if isinstance(version, int | Decimal) and not isinstance(version, bool):
+        return int(version)
+    return 0
 
 
 class UniqueGuard:
@@ -149,30 +169,64 @@ class UniqueGuard:
             raise
         return True
 
-    def _write(self, step: str, cid: bytes, owner: Mapping[str, Any], token: bytes,
-               expected: Mapping[str, Any] | None) -> int | None:
-        """Write our pending claim over ``expected`` (the claim as read; None: no claim).
-        Returns the lease written, or None if the claim is no longer as read."""
-        lease_until = int((time.time() + self.lease_seconds) * 1000)
-        item = {"claim": cid, "owner": dict(owner), "token": token, "state": PENDING,
-                "lease_until": lease_until}
+    def _lease(self) -> int:
+        return int((time.time() + self.lease_seconds) * 1000)
+
+    def _write(self, step: str, cid: bytes, owner: Mapping[str, Any],
+               expected: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """Write a whole new pending claim of ours (new token, version 0) over ``expected`` (the
+        claim as read; None: no claim). Returns the claim state written, or None if the claim
+        is no longer as read."""
+        mine = {"token": secrets.token_bytes(16), "state": PENDING,
+                "lease_until": self._lease(), "version": 0}
+        item = {"claim": cid, "owner": dict(owner), **mine}
         if expected is None:
             condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(claim)"}
         else:
             condition = _as_read(expected)
-        return lease_until if self._conditional(step, "put_item", Item=item,
-                                                **condition) else None
+        return mine if self._conditional(step, "put_item", Item=item, **condition) else None
 
-    def _promote(self, cid: bytes, token: bytes, lease_until: int) -> bool:
-        """Mark our pending claim held; False if it is no longer ours (taken over after its
-        lease). A claim another writer already marked held for us (it saw our item) is ours."""
-        if self._conditional("claim:promote", "update_item", Key={"claim": cid},
-                             UpdateExpression="SET #s = :held REMOVE #l",
-                             **_with_value(_ours_pending(token, lease_until), ":held", HELD)):
-            return True
-        claim = self._get(cid, "claim:reread")
-        return (claim is not None and bytes(claim.get("token", b"")) == token
-                and claim.get("state") == HELD)
+    def _update(self, step: str, cid: bytes, expected: Mapping[str, Any], state: str,
+                lease_until: int | None) -> dict[str, Any] | None:
+        """Move the claim from ``expected`` (as read, or as we last wrote it) to ``state``,
+        keeping its owner and token, one version up. Returns the claim state written, or None
+        if the claim is no longer as expected."""
+        mine = {"token": _token(expected) or secrets.token_bytes(16), "state": state,
+                "lease_until": lease_until, "version": _version(expected) + 1}
+        sets = [f"{name} = {_NEW[name]}" for name, attr in _STATE_NAMES.items()
+                if mine[attr] is not None]
+        update = "SET " + ", ".join(sets) + ("" if lease_until is not None else " REMOVE #l")
+        condition = _as_read(expected)
+        values = {**condition.get("ExpressionAttributeValues", {}),
+                  **{_NEW[name]: mine[attr] for name, attr in _STATE_NAMES.items()
+                     if mine[attr] is not None}}
+        if not self._conditional(step, "update_item", Key={"claim": cid},
+                                 UpdateExpression=update,
+                                 **{**condition, "ExpressionAttributeValues": values}):
+            return None
+        return mine
+
+    def _promote(self, cid: bytes, mine: Mapping[str, Any]) -> bool:
+        """After our item write: mark the claim held; False if it is no longer ours (taken over
+        after its lease). Always by a write that changes the claim (promote from pending,
+        confirm when already held), so that whatever another writer decided from the claim
+        as it was before our item write (a takeover after a truth check that missed our item)
+        fails. The claim may have changed under the same token: a writer of the same item
+        joined it, or promoted it, or a refused writer promoted it for us; each is still ours
+        and is settled on what it is now."""
+        expected: Mapping[str, Any] = mine
+        for _ in range(_MAX_ROUNDS):
+            step = "claim:promote" if expected.get("state") == PENDING else "claim:confirm"
+            if self._update(step, cid, expected, HELD, None) is not None:
+                return True
+            claim = self._get(cid, "claim:reread")
+            if claim is None or _token(claim) != mine["token"]:
+                return False
+            expected = claim
+        raise DynasealError(
+            f"unique claim still contended after {_MAX_ROUNDS} rounds after the item write "
+            f"(table {self.table_name!r}); its lease and the truth check will settle it"
+        )
 
     def _live(self, claim: Mapping[str, Any]) -> bool:
         lease = claim.get("lease_until")
@@ -222,40 +276,43 @@ class UniqueGuard:
         return held
 
     def _acquire(self, source: str, index: BlindIndex, value: Any,
-                 owner: Mapping[str, Any]) -> tuple[bytes, bytes, int, bool]:
-        """Reserve ``value`` for ``owner``: (claim id, token, lease, whether the claim is new
-        to us, so that giving it back deletes it)."""
+                 owner: Mapping[str, Any]) -> tuple[bytes, dict[str, Any], str | None]:
+        """Reserve ``value`` for ``owner``: (claim id, the claim state as we wrote it, and how
+        to give it back if our item write does not happen: ``_NEW_CLAIM`` (delete it), HELD (a
+        held claim we joined: make it held again), None (a pending one we joined: leave it to
+        the writer that created it)).
+
+        A claim of the same owner (another writer of this very item, or a claim it already
+        holds) is joined, not replaced: same token, a new lease, one version up. Replacing it
+        would make the other writer's promote fail and roll back a write of its own value."""
         cid = self.claim_id(source, index, value)
-        token = secrets.token_bytes(16)
-        lease = self._write("claim:create", cid, owner, token, None)
-        if lease is not None:
-            return cid, token, lease, True
+        mine = self._write("claim:create", cid, owner, None)
+        if mine is not None:
+            return cid, mine, _NEW_CLAIM
         owner_bytes = self.sealer._key_bytes(owner)
         where = describe_key(self.schema, owner)
         for _ in range(_MAX_ROUNDS):
             claim = self._get(cid)
             if claim is None:
-                lease = self._write("claim:create", cid, owner, token, None)
-                if lease is not None:
-                    return cid, token, lease, True
+                mine = self._write("claim:create", cid, owner, None)
+                if mine is not None:
+                    return cid, mine, _NEW_CLAIM
                 continue
             if self._same_owner(claim, owner_bytes):
-                lease = self._write("claim:reclaim", cid, owner, token, claim)
-                if lease is not None:
-                    return cid, token, lease, False
+                mine = self._update("claim:join", cid, claim, PENDING, self._lease())
+                if mine is not None:
+                    return cid, mine, HELD if claim.get("state") == HELD else None
                 continue
             if self._live(claim):
                 raise UniqueConstraintError(self.table_name, source, where)
             if self._owner_holds(claim, source, index, value):
                 if claim.get("state") == PENDING:
-                    self._conditional("claim:promote-other", "update_item", Key={"claim": cid},
-                                      UpdateExpression="SET #s = :held REMOVE #l",
-                                      **_with_value(_as_read(claim), ":held", HELD))
+                    self._update("claim:promote-other", cid, claim, HELD, None)
                 raise UniqueConstraintError(self.table_name, source, where)
             log.info("dynaseal: taking over a stale %r claim (table %s)", source, self.table_name)
-            lease = self._write("claim:takeover", cid, owner, token, claim)
-            if lease is not None:
-                return cid, token, lease, True
+            mine = self._write("claim:takeover", cid, owner, claim)
+            if mine is not None:
+                return cid, mine, _NEW_CLAIM
         raise DynasealError(
             f"unique index {source!r}: claim still contended after {_MAX_ROUNDS} rounds "
             f"(table {self.table_name!r}, key {where})"
@@ -292,7 +349,7 @@ class UniqueGuard:
         """
         owner = self.sealer.key_of(item)
         owner_bytes = self.sealer._key_bytes(owner)
-        acquired: list[tuple[str, bytes, bytes, int, bool]] = []
+        acquired: list[tuple[str, bytes, dict[str, Any], str | None]] = []
         try:
             for source, index in self._indexes:
                 if source not in item:
@@ -316,8 +373,7 @@ class UniqueGuard:
             raise
         # Any other failure (a timeout, a reset connection) may come after the write landed:
         # the pending claims then stay, and their lease and the truth check settle them.
-        lost = [source for source, cid, token, lease, _ in acquired
-                if not self._promote(cid, token, lease)]
+        lost = [source for source, cid, mine, _ in acquired if not self._promote(cid, mine)]
         old_stored = response.get("Attributes")
         if lost:
             self._roll_back(stored, old_stored)
@@ -344,12 +400,17 @@ class UniqueGuard:
             old.clear()
         return None
 
-    def _abandon(self, acquired: list[tuple[str, bytes, bytes, int, bool]]) -> None:
-        """Give back claims taken for a write that did not happen (re-claims stay pending)."""
-        for _source, cid, token, lease, fresh in acquired:
-            if fresh:
+    def _abandon(self, acquired: list[tuple[str, bytes, dict[str, Any], str | None]]) -> None:
+        """Give back claims taken for a write that did not happen, each on condition that it is
+        still as we wrote it (another writer of the item may have joined it since): a new
+        claim is deleted, a held one we joined is held again, a pending one we joined stays
+        with the writer that created it."""
+        for _source, cid, mine, give_back in acquired:
+            if give_back == _NEW_CLAIM:
                 self._conditional("claim:abandon", "delete_item", Key={"claim": cid},
-                                  **_ours_pending(token, lease))
+                                  **_as_read(mine))
+            elif give_back == HELD:
+                self._update("claim:unjoin", cid, mine, HELD, None)
 
     def _roll_back(self, stored: Mapping[str, Any], old_stored: Mapping[str, Any] | None
                    ) -> None:
@@ -404,11 +465,6 @@ class UniqueGuard:
             return old
         old.clear()
         return None
-
-
-def _with_value(condition: dict[str, Any], ref: str, value: Any) -> dict[str, Any]:
-    values = {**condition.get("ExpressionAttributeValues", {}), ref: value}
-    return {**condition, "ExpressionAttributeValues": values}
 
 
 def _normal_or_none(index: BlindIndex, value: Any) -> bytes | None:
