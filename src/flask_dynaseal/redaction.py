@@ -87,8 +87,24 @@ def _luhn(digits: str) -> bool:
 
 
 def _card(m: re.Match[str]) -> str:
-    digits = re.sub(r"[ -]", "", m.group(0))
-    return "[REDACTED:card]" if 13 <= len(digits) <= 19 and _luhn(digits) else m.group(0)
+    text = m.group(0)
+    digits = re.sub(r"[ -]", "", text)
+    if 13 <= len(digits) <= 19 and _luhn(digits):
+        return "[REDACTED:card]"
+    # the digit run may hold a card between other digit groups ("4111 1111 1111 1111 12/27",
+    # "5 4111 ..."): the longest part from group to group that is a card goes
+    starts = [0] + [i + 1 for i, c in enumerate(text) if c in " -" and text[i + 1] in "23456"]
+    ends = [i for i, c in enumerate(text) if c in " -"] + [len(text)]
+    best: tuple[int, int] | None = None
+    for start in starts:
+        for end in ends:
+            part = text[start:end].replace(" ", "").replace("-", "")
+            if (end > start and 13 <= len(part) <= 19 and _luhn(part)
+                    and (best is None or end - start > best[1] - best[0])):
+                best = (start, end)
+    if best is None:
+        return text
+    return text[:best[0]] + "[REDACTED:card]" + text[best[1]:]
 
 
 def _redact_named(text: str, exact: frozenset[str]) -> str:

@@ -42,3 +42,14 @@ def test_a_logged_dynamodb_item_through_the_filter() -> None:
     assert "78051120" not in record.getMessage()
     assert "hunter2" not in record.getMessage()
     assert "'user_id': 'u1'" in record.getMessage()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("card 4111 1111 1111 1111 12/27", "card [REDACTED:card] 12/27"),  # the expiry after it
+    ("x 4111 1111 1111 1111 1", "x [REDACTED:card] 1"),
+    ("qty 5 4111 1111 1111 1111 ok", "qty 5 [REDACTED:card] ok"),
+    ("pay 5555-5555-5555-4444-1", "pay [REDACTED:card]-1"),
+    ("order 4111 1111 1111 1112 2", "order 4111 1111 1111 1112 2"),  # no card in it
+])
+def test_a_card_number_beside_other_digit_groups_is_redacted(text: str, expected: str) -> None:
+    assert redact(text) == expected
