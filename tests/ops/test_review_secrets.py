@@ -152,3 +152,14 @@ def test_audit_masks_a_sensitive_value_in_an_item_key_and_in_a_map_key(tmp_path,
         assert "ada@example.com" not in rendered and "ada@example" not in rendered
         assert "078-05-1120" not in rendered and "078-05" not in rendered
         assert "bob@example" not in rendered
+
+
+@pytest.mark.parametrize("text", ["4111 1111 1111 1111 12/27", "qty 5 4111 1111 1111 1111",
+                                  "1 4111-1111-1111-1111 2", "4111111111111111 7"])
+def test_audit_finds_a_card_beside_another_digit_group(text: str) -> None:
+    """Before, the whole digit run failed Luhn and a card stored with its expiry was missed."""
+    from dynaseal.ops.detectors import detect
+
+    assert detect(text) == ["card"]
+    wrong = text[::-1].replace("1111", "2111", 1)[::-1]  # the card's last digit changed
+    assert detect(wrong) == []

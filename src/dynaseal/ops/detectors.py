@@ -56,10 +56,21 @@ def _ssn(text: str) -> bool:
     return False
 
 
+def _is_card(digits: str) -> bool:
+    return 13 <= len(digits) <= 19 and len(set(digits)) > 1 and _luhn(digits)
+
+
 def _card(text: str) -> bool:
     for m in _CARD.finditer(text):
-        digits = re.sub(r"[ -]", "", m.group())
-        if 13 <= len(digits) <= 19 and len(set(digits)) > 1 and _luhn(digits):
+        run = m.group()
+        if _is_card(re.sub(r"[ -]", "", run)):
+            return True
+        # a card with one more digit group before or after it ("4111 1111 1111 1111 12/27",
+        # "qty 5 4111 ..."); only those, so that a long run of grouped digits (dates, phone
+        # lists) does not offer dozens of parts, one in ten of which passes Luhn
+        groups = re.split(r"[ -]", run)
+        trimmed = (groups[1:], groups[:-1], groups[1:-1])
+        if len(groups) > 1 and any(_is_card("".join(g)) for g in trimmed):
             return True
     return False
 
