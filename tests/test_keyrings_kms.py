@@ -429,3 +429,24 @@ def test_botocore_debug_logging_never_shows_a_data_key(kms: Any, key_arn: str,
     assert "was not logged" in caplog.text
     for form in (base64.b64encode(data_key.plaintext).decode(), data_key.plaintext.hex()):
         assert form not in caplog.text
+
+
+def test_encrypt_answered_for_another_key_leaves_no_data_key_in_frame_locals(
+        kms: Any, key_arn: str) -> None:
+    # moto always answers for the key asked; KMS answering for another key is injected into the
+    # real client's parsed response (an after-call hook), which is what the keyring checks.
+    other = kms.create_key()["KeyMetadata"]["Arn"]
+
+    def answer_for_another_key(parsed: dict[str, Any], **_: Any) -> None:
+        parsed["KeyId"] = other
+
+    kms.meta.events.register("after-call.kms.Encrypt", answer_for_another_key)
+    secret = bytes(range(32))
+    with pytest.raises(KeyringError, match="another key") as e:
+        KmsKeyring(key_arn, client=kms).wrap_data_key(secret, {"dynaseal:table": "users"})
+    tb = e.value.__traceback__.tb_next  # the frames below this test's own
+    assert tb is not None
+    while tb is not None:
+        assert all(v is not secret and v != secret for v in tb.tb_frame.f_locals.values()), \
+            tb.tb_frame.f_code.co_name
+        tb = tb.tb_next

@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from dynaseal import DynasealError, ItemSealer, KeyringError, Schema, SecretsManagerKeyring
+from dynaseal import (
+    ConfigError,
+    DynasealError,
+    ItemSealer,
+    KeyringError,
+    Schema,
+    SecretsManagerKeyring,
+)
 from dynaseal.cli import cli
 from dynaseal.header import Header
 from dynaseal.keyrings.local import parse_keyset
@@ -241,3 +248,33 @@ def test_botocore_debug_logging_never_shows_the_keyset(sm: Any,
     for material in [k["material"] for k in json.loads(text)["keys"]]:
         assert material not in caplog.text
         assert material.replace("/", "\\/") not in caplog.text
+
+
+def test_an_activation_time_out_of_range_is_refused_without_raising_anything_else(
+        sm: Any, secret: str) -> None:
+    text = sm.get_secret_value(SecretId=secret)["SecretString"]
+    doc = json.loads(text)
+    doc["next_primary"] = {"key_id": doc["primary_key_id"],
+                           "activate_at": "0001-01-01T00:00:00+01:00"}  # overflows in UTC
+    sm.put_secret_value(SecretId=secret, SecretString=json.dumps(doc))
+    with pytest.raises(DynasealError, match="no valid activation time") as e:
+        SecretsManagerKeyring(secret, sm).primary_key_id  # noqa: B018
+    assert e.value.__context__ is None
+
+
+@pytest.mark.parametrize("seconds", [1e300, float("inf"), float("nan"), -1])
+def test_rotate_refuses_an_activation_delay_out_of_range(sm: Any, secret: str,
+                                                         seconds: float) -> None:
+    with pytest.raises(ConfigError, match="from 0 to"):
+        rotate_secret_keyset(secret, seconds, sm)
+    ring, pending, _ = read_secret_keyset(secret, sm)
+    assert pending is None and len(ring.key_ids) == 1  # nothing was written
+
+
+def test_cli_rotate_refuses_an_activation_delay_of_more_than_a_year(
+        moto_server: Any, monkeypatch: pytest.MonkeyPatch, sm: Any, secret: str) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETSMANAGER", moto_server.endpoint_url)
+    result = CliRunner().invoke(cli, ["keys", "rotate", "--secret", secret,
+                                      "--activate-after", "1e300"])
+    assert result.exit_code == 2 and "--activate-after" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -16,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .errors import DynasealError
 from .keyrings.local import LocalKeyring
+from .keyrings.secrets_manager import MAX_ACTIVATE_AFTER
 
 __all__ = ["add_config_default", "cli", "config_option", "main"]
 
@@ -109,7 +110,8 @@ def keys_generate(path: str | None, secret_id: str | None, region: str | None) -
 @keys.command("rotate", help="Add a new primary key; older keys still decrypt. With --secret, "
                              "the new key becomes primary only --activate-after seconds later.")
 @_secret_options
-@click.option("--activate-after", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+@click.option("--activate-after", type=click.FloatRange(min=0, max=MAX_ACTIVATE_AFTER),
+              default=None, metavar="SECONDS",
               help="--secret only: seconds until the new key becomes primary (default: the "
                    "readers' refresh interval for this secret in --config, else 300; 0 for "
                    "at once)")

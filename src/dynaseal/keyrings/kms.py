@@ -230,6 +230,7 @@ class KmsKeyring(Keyring):
             raise failed
         blob = response.get("CiphertextBlob")
         if response.get("KeyId") != self.key_arn or not isinstance(blob, bytes) or not blob:
+            del plaintext  # not in the locals of a raising frame
             raise KeyringError("KMS", "Encrypt", self.key_arn, "KMS answered for another key")
         self.open_cache.put(_open_key(blob, ctx), Secret(plaintext),
                             size=len(plaintext) + len(blob) + 64)

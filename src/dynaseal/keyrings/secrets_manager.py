@@ -35,8 +35,8 @@ from .interface import PROVIDER_LOCAL, DataKey, Keyring, WrappedKey
 from .local import LocalKeyring, parse_keyset
 from .redact import install_log_redaction
 
-__all__ = ["SecretsManagerKeyring", "create_secret_keyset", "read_secret_keyset",
-           "rotate_secret_keyset"]
+__all__ = ["MAX_ACTIVATE_AFTER", "SecretsManagerKeyring", "create_secret_keyset",
+           "read_secret_keyset", "rotate_secret_keyset"]
 
 log = logging.getLogger("dynaseal")
 
@@ -105,7 +105,7 @@ def _parse(text: str) -> tuple[_Stored | None, str]:
     if isinstance(at, str):
         try:
             when = datetime.fromisoformat(at).astimezone(UTC).timestamp()
-        except ValueError:
+        except (ValueError, OverflowError):  # 0001-01-01T00:00:00+01:00 overflows
             when = None
     if key_id not in ring.key_ids or when is None:
         return None, f"{_NEXT} names no key or has no valid activation time"
@@ -286,8 +286,10 @@ def rotate_secret_keyset(secret_id: str, activate_after: float, client: Any = No
     one still pending is refused (rotate again after it activates). Two rotations at the same
     moment are not serialised by Secrets Manager: run one at a time.
     """
-    if isinstance(activate_after, bool) or activate_after < 0:
-        raise ConfigError("activate_after must be a number of seconds, 0 or more")
+    if (isinstance(activate_after, bool) or not 0 <= activate_after <= MAX_ACTIVATE_AFTER
+            or activate_after != activate_after):
+        raise ConfigError(f"activate_after must be a number of seconds from 0 to "
+                          f"{MAX_ACTIVATE_AFTER} (a year)")
     sm = _client(client, region)
     stored = _fetch(sm, secret_id)
     wall = time.time() if now is None else now
@@ -316,6 +318,10 @@ def rotate_secret_keyset(secret_id: str, activate_after: float, client: Any = No
     if failed is not None:
         raise failed
     return old, new, at
+
+
+MAX_ACTIVATE_AFTER = 366 * 24 * 3600
+"""The longest a new key may wait before it becomes primary: a year (and a date that exists)."""
 
 
 def _iso(epoch: float) -> str:
