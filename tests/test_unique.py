@@ -267,6 +267,25 @@ def test_twenty_concurrent_writers_one_winner(users, dynalite, keyring, round_):
     _assert_held_by(users, f"racer{winner:02d}")
 
 
+@pytest.mark.parametrize("round_", range(3))
+def test_concurrent_writers_of_one_item_all_keep_its_value(users, dynalite, keyring, round_):
+    """Writers of the same item (same key: one claim owner) with the same value share its
+    claim: none is refused its own value (an app and `dynaseal migrate` on one item)."""
+    email = f"same{round_}@example.com"
+    n = 10
+    tables = per_thread_tables(users, dynalite.endpoint_url, keyring.path, n)
+
+    def writer(i: int) -> str:
+        tables[i].put_item(_user("u1", email.upper() if i % 2 else email, n=i))
+        return "ok"
+
+    results = run_concurrently(n, writer)
+    assert results == ["ok"] * n, results
+    assert stored_ids(users) == ["u1"]
+    assert _holders(users, email) == ["u1"]
+    _assert_held_by(users, "u1")
+
+
 # -- crashes between steps ----------------------------------------------------------------
 
 

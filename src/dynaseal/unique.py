@@ -34,6 +34,7 @@ just before its request: the seam a test scheduler uses to interleave writers de
 from __future__ import annotations
 
 import logging
+import random
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -215,10 +216,12 @@ class UniqueGuard:
         joined it, or promoted it, or a refused writer promoted it for us; each is still ours
         and is settled on what it is now."""
         expected: Mapping[str, Any] = mine
-        for _ in range(_MAX_ROUNDS):
+        for attempt in range(_MAX_ROUNDS):
             step = "claim:promote" if expected.get("state") == PENDING else "claim:confirm"
             if self._update(step, cid, expected, HELD, None) is not None:
                 return True
+            if attempt:
+                _backoff(attempt)  # many writers of one item: let them spread out
             claim = self._get(cid, "claim:reread")
             if claim is None or _token(claim) != mine["token"]:
                 return False
@@ -291,6 +294,7 @@ class UniqueGuard:
             return cid, mine, _NEW_CLAIM
         owner_bytes = self.sealer._key_bytes(owner)
         where = describe_key(self.schema, owner)
+        joins_lost = 0
         for _ in range(_MAX_ROUNDS):
             claim = self._get(cid)
             if claim is None:
@@ -302,6 +306,8 @@ class UniqueGuard:
                 mine = self._update("claim:join", cid, claim, PENDING, self._lease())
                 if mine is not None:
                     return cid, mine, HELD if claim.get("state") == HELD else None
+                joins_lost += 1
+                _backoff(joins_lost)  # many writers of one item: let them spread out
                 continue
             if self._live(claim):
                 raise UniqueConstraintError(self.table_name, source, where)
@@ -465,6 +471,12 @@ class UniqueGuard:
             return old
         old.clear()
         return None
+
+
+def _backoff(attempt: int) -> None:
+    """A short random pause after losing a race on a claim to another writer of the same
+    item, so that many of them do not keep invalidating each other's conditions."""
+    time.sleep(min(0.2, 0.004 * 2**attempt) * random.random())  # noqa: S311
 
 
 def _normal_or_none(index: BlindIndex, value: Any) -> bytes | None:
