@@ -104,7 +104,7 @@ def _migration_section(resource: Any, workdir: Path, items: int, schema: Any) ->
     from cryptography.fernet import Fernet
 
     from dynaseal.ops.migrate import MigrateJob
-    from dynaseal.ops.readers import FernetReader, PlaintextReader
+    from dynaseal.readers import FernetReader, PlaintextReader
 
     fernet_key = Fernet.generate_key()
     fernet = Fernet(fernet_key)

@@ -390,7 +390,7 @@ def test_claim_pointing_at_an_item_that_cannot_be_opened_fails_closed(users, cap
 
 def _migrating(users: SealedTable) -> SealedTable:
     """Another handle on ``users`` that reads items not sealed yet (a plaintext migration)."""
-    from dynaseal.ops.readers import PlaintextReader
+    from dynaseal.readers import PlaintextReader
 
     return SealedTable(users.table, schema=users.schema, keyring=users.sealer.keyring,
                        migrating_from=PlaintextReader(users.name, users.schema))

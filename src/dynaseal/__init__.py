@@ -17,13 +17,13 @@ from .keyrings.kms import KmsKeyring
 from .keyrings.local import KeyInfo, LocalKeyring
 from .keyrings.multi import MultiKeyring
 from .keyrings.secrets_manager import SecretsManagerKeyring
-from .ops.readers import DdbecReader, FernetReader, MigrationReader, PlaintextReader
+from .readers import DdbecReader, FernetReader, MigrationReader, PlaintextReader
 from .schema import HEADER_ATTRIBUTE, Schema
 from .scoped import ScopedTable
 from .sealer import FORMAT_VERSION, ItemSealer
 from .table import SealedBatchWriter, SealedTable
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "FORMAT_VERSION",

@@ -216,9 +216,9 @@ class Config:
 
     def migration_reader(self, name: str, source: str,
                          overrides: Mapping[str, Any] | None = None) -> Any:
-        """The reader of items in their pre-migration ``source`` form (dynaseal.ops.readers);
+        """The reader of items in their pre-migration ``source`` form (dynaseal.readers);
         ``overrides`` replace keys of the source's config section (command-line options)."""
-        from .ops.readers import reader_from_config
+        from .readers import reader_from_config
 
         t = self.settings(name)
         section = t.ddbec if source == "ddbec" else t.fernet if source == "fernet" else None

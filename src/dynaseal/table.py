@@ -22,13 +22,13 @@ from .conditions import unchanged_condition
 from .errors import DynasealError, InvalidItemError, ItemNotFoundError
 from .keyrings.interface import Keyring
 from .schema import HEADER_ATTRIBUTE, Schema
+from .scoped import ScopedTable
 from .sealer import ItemSealer, describe_key
 from .tables import claims_table_name
 from .unique import UniqueGuard
 
 if TYPE_CHECKING:
-    from .ops.readers import MigrationReader
-    from .scoped import ScopedTable
+    from .readers import MigrationReader
 
 __all__ = ["SealedBatchWriter", "SealedTable"]
 
@@ -64,7 +64,7 @@ class SealedTable:
         self.migrating_from = migrating_from
         """During a migration (``dynaseal migrate``): reads items not yet sealed, so the app
         reads both forms (writes are always sealed). None: an unsealed item is an
-        IntegrityError. See :mod:`dynaseal.ops.readers`."""
+        IntegrityError. See :mod:`dynaseal.readers`."""
         self._client: Any = table.meta.client
         self.name: str = table.name
         self.schema = schema
@@ -91,8 +91,6 @@ class SealedTable:
         The library half of an IDOR fix: build one per request from the authenticated
         principal (``users.scoped("owner", current_user_id)``). See :class:`ScopedTable`.
         """
-        from .scoped import ScopedTable
-
         return ScopedTable(self, attribute, value)
 
     # -- the seam ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 from ops_support import run_job, write_config
 
 from dynaseal import Config, IntegrityError, LocalKeyring, SealedTable
-from dynaseal.ops.readers import DdbecReader
+from dynaseal.readers import DdbecReader
 from support import flip, raw_items
 
 ddb_sdk = pytest.importorskip("dynamodb_encryption_sdk")

@@ -15,7 +15,7 @@ from cryptography.fernet import Fernet
 from ops_support import Relay, kill_repeatedly, run_job, write_config
 
 from dynaseal import BlindIndex, Config, IntegrityError, LocalKeyring, Schema, SealedTable
-from dynaseal.ops.readers import FernetReader, fernet_token
+from dynaseal.readers import FernetReader, fernet_token
 from support import raw_items
 
 SCHEMA = Schema("user_id", sign=["created_at", "role"],

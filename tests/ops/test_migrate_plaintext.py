@@ -20,7 +20,7 @@ from dynaseal import (
     SealedTable,
     UniqueConstraintError,
 )
-from dynaseal.ops.readers import PlaintextReader
+from dynaseal.readers import PlaintextReader
 from support import as_stored, raw_items
 
 

@@ -11,7 +11,7 @@ from cryptography.fernet import Fernet
 
 import dynaseal
 from dynaseal import ConfigError, IntegrityError, Schema
-from dynaseal.ops.readers import FernetReader, ddbec_provider, fernet_keys
+from dynaseal.readers import FernetReader, ddbec_provider, fernet_keys
 
 PACKAGE_DIR = str(Path(dynaseal.__file__).parent)
 KEY = Fernet.generate_key()

@@ -4,13 +4,13 @@ Every job runs on one engine (:mod:`dynaseal.ops.engine`): a parallel, checkpoin
 rate-limited scan with conditional writes. See docs/OPERATIONS.md.
 """
 
+from ..readers import DdbecReader, FernetReader, MigrationReader, PlaintextReader
 from .audit import AuditReport, audit_table
 from .census import Census, CensusJob, take_census
 from .checkpoints import DEFAULT_TABLE as CHECKPOINT_TABLE
 from .checkpoints import Checkpoint, CheckpointStore
 from .engine import Decision, Job, RunOptions, Summary, parse_segments, run_job
 from .migrate import MigrateJob
-from .readers import DdbecReader, FernetReader, MigrationReader, PlaintextReader
 from .reencrypt import ReencryptJob
 
 __all__ = [

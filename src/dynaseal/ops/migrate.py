@@ -1,7 +1,7 @@
 """``dynaseal migrate --from SOURCE``: seal, in place and online, items written before dynaseal.
 
 Each item without a dynaseal header is read by the source's reader
-(:mod:`dynaseal.ops.readers`) and written back sealed under the configured schema and keyring,
+(:mod:`dynaseal.readers`) and written back sealed under the configured schema and keyring,
 blind indexes included, on condition that nobody changed it meanwhile. An item that already
 carries a header is skipped, which is what makes a resumed or repeated run harmless. An item the
 reader refuses (a legacy item whose signature fails, a plaintext item that is really
@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..readers import MigrationReader
 from ..schema import HEADER_ATTRIBUTE
 from ..table import SealedTable
 from .engine import SKIP, Decision
-from .readers import MigrationReader
 
 __all__ = ["MigrateJob"]
 

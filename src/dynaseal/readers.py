@@ -29,11 +29,11 @@ from typing import Any, Protocol
 
 from boto3.dynamodb.types import Binary
 
-from .. import codec
-from ..conditions import unchanged_condition
-from ..errors import ConfigError, DynasealError, IntegrityError
-from ..schema import HEADER_ATTRIBUTE, Schema
-from ..sealer import describe_key
+from . import codec
+from .conditions import unchanged_condition
+from .errors import ConfigError, DynasealError, IntegrityError
+from .schema import HEADER_ATTRIBUTE, Schema
+from .sealer import describe_key
 
 __all__ = [
     "DDBEC_MATERIAL_DESCRIPTION",
