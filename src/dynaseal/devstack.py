@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from .errors import DynasealError
 
@@ -53,12 +54,14 @@ def find_dynalite(start: Path | None = None) -> Path:
     )
 
 
-class LocalDynamoDB:
-    """A dynalite server process; a context manager that starts and stops it."""
+class _LocalServer:
+    """A server process on a loopback port, started in its own process group and waited for
+    until it answers; a context manager that starts and stops it. Subclasses say what to run
+    and how to tell that it answers."""
 
-    def __init__(self, data_dir: str | os.PathLike[str] | None, port: int | None = None,
-                 *, log_path: str | os.PathLike[str] | None = None) -> None:
-        self.data_dir = Path(data_dir) if data_dir is not None else None
+    name = "server"
+
+    def __init__(self, port: int | None, log_path: str | os.PathLike[str] | None) -> None:
         self.port = port or free_port()
         self.log_path = Path(log_path) if log_path else None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -67,7 +70,59 @@ class LocalDynamoDB:
     def endpoint_url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> LocalDynamoDB:
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _env(self) -> dict[str, str] | None:
+        return None
+
+    def _answers(self) -> bool:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 20.0) -> Self:
+        args = self._command()
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,  # noqa: S603
+                                          start_new_session=True, env=self._env())
+        finally:
+            if self.log_path:
+                out.close()  # type: ignore[union-attr]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise DynasealError(f"{self.name} exited at start (code "
+                                    f"{self._proc.returncode}); is port {self.port} free?")
+            if self._answers():
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise DynasealError(f"{self.name} did not answer on {self.endpoint_url} in "
+                            f"{timeout:.0f}s")
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        _terminate(proc)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class LocalDynamoDB(_LocalServer):
+    """A dynalite server process; a context manager that starts and stops it."""
+
+    name = "dynalite"
+
+    def __init__(self, data_dir: str | os.PathLike[str] | None, port: int | None = None,
+                 *, log_path: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(port, log_path)
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+
+    def _command(self) -> list[str]:
         if shutil.which("node") is None:
             raise DynasealError("Node.js is required for the local DynamoDB (dynalite)")
         args = [str(find_dynalite()), "--host", HOST, "--port", str(self.port),
@@ -75,25 +130,7 @@ class LocalDynamoDB:
         if self.data_dir is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             args += ["--path", str(self.data_dir)]
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        try:
-            self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,  # noqa: S603
-                                          start_new_session=True)
-        finally:
-            if self.log_path:
-                out.close()  # type: ignore[union-attr]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise DynasealError(
-                    f"dynalite exited at start (code {self._proc.returncode}); "
-                    f"is port {self.port} free?"
-                )
-            if self._answers():
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise DynasealError(f"dynalite did not answer on {self.endpoint_url} in {timeout:.0f}s")
+        return args
 
     def _answers(self) -> bool:
         request = urllib.request.Request(  # noqa: S310 - fixed loopback URL
@@ -110,17 +147,6 @@ class LocalDynamoDB:
         except OSError:
             return False
 
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        _terminate(proc)
-
-    def __enter__(self) -> LocalDynamoDB:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
 
 def _terminate(proc: subprocess.Popen[bytes] | None) -> None:
     """SIGTERM the server's process group, SIGKILL if it is still there 10 s later."""
@@ -136,7 +162,7 @@ def _terminate(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait()
 
 
-class LocalMoto:
+class LocalMoto(_LocalServer):
     """moto's standalone server (``moto_server``, from the ``moto[server]`` dev extra) on a
     loopback port: the KMS and Secrets Manager of the tests and benchmarks, over real HTTP.
     A context manager that starts and stops it.
@@ -145,54 +171,30 @@ class LocalMoto:
     look like the test data other suites plant and then search the logs for.
     """
 
+    name = "moto_server"
+
     def __init__(self, port: int | None = None, *,
                  log_path: str | os.PathLike[str] | None = None,
                  account_id: str = "731942086421") -> None:
-        self.port = port or free_port()
+        super().__init__(port, log_path)
         self.account_id = account_id
-        self.log_path = Path(log_path) if log_path else None
-        self._proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+    def start(self, timeout: float = 30.0) -> Self:
+        return super().start(timeout)
 
-    def start(self, timeout: float = 30.0) -> LocalMoto:
+    def _command(self) -> list[str]:
         exe = Path(sys.executable).parent / "moto_server"
         if not exe.exists():
             raise DynasealError("moto_server is not installed: pip install 'moto[server]'")
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        return [str(exe), "-p", str(self.port), "-H", HOST]
+
+    def _env(self) -> dict[str, str] | None:
+        return {**os.environ, "MOTO_ACCOUNT_ID": self.account_id}
+
+    def _answers(self) -> bool:
         try:
-            self._proc = subprocess.Popen(  # noqa: S603
-                [str(exe), "-p", str(self.port), "-H", HOST], stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
-                env={**os.environ, "MOTO_ACCOUNT_ID": self.account_id})
-        finally:
-            if self.log_path:
-                out.close()  # type: ignore[union-attr]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise DynasealError(f"moto_server exited at start (code "
-                                    f"{self._proc.returncode}); is port {self.port} free?")
-            try:
-                with urllib.request.urlopen(self.endpoint_url + "/moto-api/",  # noqa: S310
-                                            timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise DynasealError(f"moto_server did not answer on {self.endpoint_url} in "
-                            f"{timeout:.0f}s")
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        _terminate(proc)
-
-    def __enter__(self) -> LocalMoto:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
+            with urllib.request.urlopen(self.endpoint_url + "/moto-api/",  # noqa: S310
+                                        timeout=1):
+                return True
+        except OSError:
+            return False
