@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 from boto3.dynamodb.types import Binary
 
+import dynaseal
 from dynaseal import IntegrityError, LocalKeyring, SealedTable
 
 # -- comparing values --------------------------------------------------------------------------
@@ -325,3 +326,19 @@ def base_doc(endpoint: str = "http://127.0.0.1:8000", table_name: str | None = N
         "dynamodb": {"region": "us-east-1", "endpoint_url": endpoint},
         "tables": {"users": users},
     }
+
+
+PACKAGE_DIR = str(Path(dynaseal.__file__).parent) + "/"
+
+
+def dynaseal_locals(error: BaseException) -> list[Any]:
+    """Every local of every dynaseal frame the error passed through, as an error reporter
+    (Sentry's default) records them; the test's own frames are the caller's business."""
+    found: list[Any] = []
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.startswith(PACKAGE_DIR):
+            found += list(tb.tb_frame.f_locals.values())
+        tb = tb.tb_next
+    assert found, "no dynaseal frame in the traceback"
+    return found

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -31,6 +30,7 @@ from support import (
     assert_same,
     canon,
     common_values,
+    dynaseal_locals,
     flip,
     nested_list,
     nested_map,
@@ -758,20 +758,8 @@ class CountingKeyring(dynaseal.Keyring):
         return self.inner.index_key(table, attribute)
 
 
-PACKAGE_DIR = os.path.dirname(dynaseal.__file__) + os.sep
 
 
-def frame_locals(error: BaseException) -> list[Any]:
-    """Every local of every dynaseal frame the error passed through, as an error reporter
-    records them (the test's own frames are the caller's business)."""
-    found = []
-    tb = error.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename.startswith(PACKAGE_DIR):
-            found += list(tb.tb_frame.f_locals.values())
-        tb = tb.tb_next
-    assert found, "no dynaseal frame in the traceback"
-    return found
 
 
 def holds(values: list[Any], needle: Any) -> bool:
@@ -808,7 +796,7 @@ def test_an_oversized_item_leaves_no_key_in_the_traceback(keyring):
     assert ring.handed_out == 2  # the final check ran after the key was made
     with pytest.raises(InvalidItemError) as info:
         sealer.seal({"user_id": "u-1", "big": "x" * (room + 1)})
-    locals_ = frame_locals(info.value)
+    locals_ = dynaseal_locals(info.value)
     assert not any(type(v) is dynaseal.DataKey for v in locals_)
     assert not any(isinstance(v, bytes) and len(v) == 32 for v in locals_)
 
@@ -823,7 +811,7 @@ def test_a_failed_open_leaves_no_key_or_plaintext_in_the_traceback(keyring, wher
     else:  # a ciphertext byte, not a tag byte: the signature still matches, GCM refuses
         tampered = {**stored, "ssn": flip(stored["ssn"], 0, 0)}
     error = assert_integrity_error(sealer, tampered)
-    locals_ = frame_locals(error)
+    locals_ = dynaseal_locals(error)
     for secret in (EMAIL, BALANCE, PHOTO):  # sorted before ssn: decrypted before it failed
         assert not holds(locals_, secret)
     assert not any(isinstance(v, bytes) and len(v) == 32 for v in locals_)
@@ -843,7 +831,7 @@ def test_a_failed_open_of_a_format_1_item_leaves_nothing_behind(tmp_path):
     tampered = {**stored, "ssn": flip(stored["ssn"], 0, 0)}
     with pytest.raises(IntegrityError) as info:
         sealer.open(tampered)
-    locals_ = frame_locals(info.value)
+    locals_ = dynaseal_locals(info.value)
     for name in ("address", "email", "name"):  # sorted before ssn
         assert not holds(locals_, from_wire(case["item"])[name])
     assert not any(isinstance(v, bytes) and len(v) in (32, 64) for v in locals_)

@@ -3,31 +3,19 @@ traceback frame (what error reporters such as Sentry record) in the operations t
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
 
-import dynaseal
 from dynaseal import ConfigError, IntegrityError, Schema
 from dynaseal.readers import FernetReader, ddbec_provider, fernet_keys
+from support import dynaseal_locals
 
-PACKAGE_DIR = str(Path(dynaseal.__file__).parent)
 KEY = Fernet.generate_key()
 OTHER = Fernet.generate_key()
 
 
-def dynaseal_locals(error: BaseException) -> list[Any]:
-    """Every local of every dynaseal frame the error passed through."""
-    found: list[Any] = []
-    tb = error.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename.startswith(PACKAGE_DIR):
-            found += list(tb.tb_frame.f_locals.values())
-        tb = tb.tb_next
-    assert found, "no dynaseal frame in the traceback"
-    return found
 
 
 def holds(values: list[Any], needle: bytes | str) -> bool:
