@@ -72,6 +72,9 @@ class KeyringSettings:
     refresh_interval: float = 300.0
     generator: KeyringSettings | None = None
     others: tuple[KeyringSettings, ...] = ()
+    retired: bool = False
+    """A ``[[keyring.others]]`` KMS entry marked ``retired = true`` (by ``dynaseal keys
+    retire``): kept in the file as the record of which key to delete in KMS, never built."""
 
     def build(self, default_region: str | None = None) -> Keyring:
         """The keyring these settings describe (clients are built on first use). A secret's
@@ -92,18 +95,20 @@ class KeyringSettings:
                                          region=self.region or arn_region or default_region)
         assert self.generator is not None
         return MultiKeyring(self.generator.build(default_region),
-                            [o.build(default_region) for o in self.others])
+                            [o.build(default_region) for o in self.others if not o.retired])
 
     def walk(self) -> Iterator[tuple[str, KeyringSettings]]:
-        """Every keyring of the tree with its role: ``generator`` (seals and opens) or
-        ``other`` (a multi-keyring child: wraps and opens)."""
+        """Every keyring of the tree that :meth:`build` uses, with its role: ``generator``
+        (seals and opens) or ``other`` (a multi-keyring child: wraps and opens). A retired
+        entry is left out: nothing uses it, so nothing (an IAM policy) should grant it."""
         if self.type != "multi":
             yield "generator", self
             return
         assert self.generator is not None
         yield "generator", self.generator
         for other in self.others:
-            yield "other", other
+            if not other.retired:
+                yield "other", other
 
 
 @dataclass(frozen=True)
@@ -265,13 +270,16 @@ def _number(spec: Mapping[str, Any], name: str, where: str, default: float, err:
 
 
 def _keyring(spec: Mapping[str, Any], where: str, path: Path, err: Any,
-             nested: bool = False) -> KeyringSettings:
+             nested: bool = False, other: bool = False) -> KeyringSettings:
     kr_type = spec.get("type", "local")
     allowed = ("local", "kms", "secretsmanager") if nested else tuple(_KEYRING_KEYS)
     if kr_type not in allowed:
         raise err(f"{where}.type", f"unsupported keyring type {kr_type!r} (supported: "
                   f"{', '.join(allowed)})")
-    _unknown(spec, _KEYRING_KEYS[kr_type], lambda k: err(f"{where}.{k}", "unknown key"))
+    if "retired" in spec:
+        _check_retired(spec["retired"], kr_type, f"{where}.retired", other, err)
+    _unknown(spec, _KEYRING_KEYS[kr_type] | {"retired"},  # "retired": checked just above
+             lambda k: err(f"{where}.{k}", "unknown key"))
     if kr_type == "local":
         kr_path = spec.get("path")
         if not isinstance(kr_path, str) or not kr_path:
@@ -289,7 +297,8 @@ def _keyring(spec: Mapping[str, Any], where: str, path: Path, err: Any,
         return KeyringSettings("kms", key_id=key_id,
                                cache_ttl=_number(spec, "cache_ttl", where, 300.0, err),
                                cache_max_items=_number(spec, "cache_max_items", where, 100_000,
-                                                       err, integer=True))
+                                                       err, integer=True),
+                               retired=spec.get("retired", False))
     if kr_type == "secretsmanager":
         secret_id = spec.get("secret_id")
         if not isinstance(secret_id, str) or not secret_id:
@@ -309,8 +318,21 @@ def _keyring(spec: Mapping[str, Any], where: str, path: Path, err: Any,
     return KeyringSettings(
         "multi",
         generator=_keyring(generator, f"{where}.generator", path, err, nested=True),
-        others=tuple(_keyring(o, f"{where}.others[{i}]", path, err, nested=True)
+        others=tuple(_keyring(o, f"{where}.others[{i}]", path, err, nested=True, other=True)
                      for i, o in enumerate(others)))
+
+
+def _check_retired(value: Any, kr_type: str, where: str, other: bool, err: Any) -> None:
+    """``retired`` marks a KMS key a multi-keyring no longer uses; anywhere else it would
+    silently disable the key that seals (the generator) or a whole keyset, so it is refused."""
+    if not other:
+        raise err(where, "only a [[keyring.others]] entry can be retired; the generator (or a "
+                  "lone keyring) seals every new item: rotate, reencrypt, then retire it")
+    if kr_type != "kms":
+        raise err(where, f"only a KMS key entry can be retired; a {kr_type} keyset's keys are "
+                  "retired one by one from the keyset (dynaseal keys retire KEY_ID)")
+    if not isinstance(value, bool):
+        raise err(where, "must be true or false")
 
 
 def _dynamodb_settings(ddb: Mapping[str, Any], err: Any) -> DynamoDBSettings:

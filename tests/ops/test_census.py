@@ -57,8 +57,8 @@ def test_census_counts_per_key_and_retire(tmp_path, make_table, dynalite, capsys
     # retire: refused while items remain, the primary is never retired
     assert main(["keys", "retire", old, "--config", str(config), "--no-progress"]) == 1
     err = capsys.readouterr().err
-    assert err == (f"refused: 7 items are still sealed under key {old} (table users: 7); "
-                   "run 'dynaseal reencrypt TABLE' first\n")
+    assert err == (f"refused: 7 items are still sealed under key {old} and no other "
+                   "configured key (table users: 7); run 'dynaseal reencrypt TABLE' first\n")
     assert LocalKeyring.load(ring.path).key_ids == (old, new)
     assert main(["keys", "retire", new, "--config", str(config), "--no-progress"]) == 2
     assert "is the primary key" in capsys.readouterr().err

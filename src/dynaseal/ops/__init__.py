@@ -12,6 +12,7 @@ from .checkpoints import Checkpoint, CheckpointStore
 from .engine import Decision, Job, RunOptions, Summary, parse_segments, run_job
 from .migrate import MigrateJob
 from .reencrypt import ReencryptJob
+from .retire import Retirement, retire_key
 
 __all__ = [
     "CHECKPOINT_TABLE",
@@ -28,10 +29,12 @@ __all__ = [
     "MigrationReader",
     "PlaintextReader",
     "ReencryptJob",
+    "Retirement",
     "RunOptions",
     "Summary",
     "audit_table",
     "parse_segments",
+    "retire_key",
     "run_job",
     "take_census",
 ]

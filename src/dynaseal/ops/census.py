@@ -6,8 +6,9 @@ With ``check_indexes`` it also opens every item and counts, per blind index, the
 stored index value is the one the current index key gives ("current") or not ("stale": an
 index key changed, run ``dynaseal reencrypt``).
 
-Retirement is the census put to work: a key is removed from a local keyset file only when the
-census of every configured table finds no item under it.
+Retirement (``retire.py``) is the census put to work: a key is retired only when the census
+of every configured table finds no item that depends on it, that is no item naming it and no
+other key the configured keyring still holds (:meth:`Census.stranded`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def key_label(provider: int, key_id: str) -> str:
     return f"{_PROVIDERS.get(provider, f'provider-{provider}')}:{key_id}"
 
 
+def _key_id(label: str) -> str:
+    return label.split(":", 1)[1]
+
+
 @dataclass
 class Census:
     """Items of one table per key reference, plus those no key can be named for."""
@@ -45,10 +50,23 @@ class Census:
     malformed: int = 0
     indexes: dict[str, Counter[str]] = field(default_factory=dict)
     failures: int = 0
+    combinations: Counter[frozenset[str]] = field(default_factory=Counter)
+    """Items per set of key labels their header names: as few entries as there are key
+    combinations in use, whatever the table's size."""
 
     def under(self, key_id: str) -> int:
         """Items naming ``key_id`` (any provider)."""
-        return sum(n for label, n in self.keys.items() if label.split(":", 1)[1] == key_id)
+        return sum(n for label, n in self.keys.items() if _key_id(label) == key_id)
+
+    def stranded(self, key_id: str, held: set[str]) -> int:
+        """Items naming ``key_id`` and no other key of ``held`` (labels, as in :attr:`keys`):
+        the items no key would open once ``key_id`` is gone. Why not :meth:`under`: a
+        multi-keyring wraps every item for each of its keys, so an old key still in
+        ``[[keyring.others]]`` is named by every item, re-encrypted ones included."""
+        return sum(n for labels, n in self.combinations.items()
+                   if any(_key_id(label) == key_id for label in labels)
+                   and not any(label in held for label in labels
+                               if _key_id(label) != key_id))
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"table": self.table, "items": self.items,
@@ -102,8 +120,9 @@ class CensusJob:
         index_counts = self._index_counts(stored) if self.check_indexes else None
         with self._lock:
             self.census.items += 1
-            for provider, key_id in refs:
-                self.census.keys[key_label(provider, key_id)] += 1
+            labels = frozenset(key_label(provider, key_id) for provider, key_id in refs)
+            self.census.keys.update(labels)
+            self.census.combinations[labels] += 1
             if index_counts is None and self.check_indexes:
                 self.census.failures += 1
             for source, state in (index_counts or {}).items():

@@ -199,46 +199,22 @@ def add_commands(cli: click.Group, keys: click.Group,
         click.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.text())
         return 0
 
-    @keys.command("retire", help="Remove a key from the local key file, only if the census "
-                  "of every configured table finds no item sealed under it.")
+    @keys.command("retire", help="Retire a key no item of any configured table depends on: "
+                  "removed from its key file, or a KMS key of [[keyring.others]] marked "
+                  "retired = true in the config. Exit 0 retired (or already), 1 refused "
+                  "(items remain), 2 error (a primary key, a key the config does not name).")
     @click.argument("key_id")
     @config_option
     @_scan_options
     @_exit_2_on_error
     def retire(key_id: str, config_path: str | None, **opts: Any) -> int:
         from ..config import Config
-        from ..keyrings.local import LocalKeyring
-        from .census import take_census
+        from .retire import retire_key
 
-        config = Config.load(config_path)
-        ring = config.keyring()
-        if isinstance(ring, LocalKeyring):
-            if key_id not in ring.key_ids:
-                raise DynasealError(f"{ring.path}: no key {key_id!r} in this keyset")
-            if key_id == ring.primary_key_id:
-                raise DynasealError(f"key {key_id} is the primary key: rotate, reencrypt, "
-                                    "then retire it")
-        remaining: list[tuple[str, int]] = []
-        for name in config.tables:
-            result, summary = take_census(config.sealed_table(name), _scan_run_options(opts))
-            if summary.error:
-                raise DynasealError(summary.error)
-            if result.under(key_id):
-                remaining.append((name, result.under(key_id)))
-        if remaining:
-            where = ", ".join(f"table {name}: {n}" for name, n in remaining)
-            total = sum(n for _, n in remaining)
-            click.echo(f"refused: {total} items are still sealed under key {key_id} ({where}); "
-                       f"run 'dynaseal reencrypt TABLE' first", err=True)
-            return 1
-        if isinstance(ring, LocalKeyring):
-            ring.remove_key(key_id)
-            click.echo(f"retired key {key_id}: no item in {len(config.tables)} configured "
-                       f"tables is sealed under it; removed from {ring.path}")
-        else:
-            click.echo(f"no item in {len(config.tables)} configured tables is sealed under "
-                       f"key {key_id}; it is unused: remove it from [keyring] in {config.path}")
-        return 0
+        result = retire_key(Config.load(config_path), key_id, _scan_run_options(opts))
+        for line in result.lines:
+            click.echo(line, err=result.status != 0)
+        return result.status
 
     @cli.command("audit", help="Report sensitive values in the clear, items that fail "
                  "verification, the key census, table settings and configuration problems. "

@@ -1,0 +1,313 @@
+"""``dynaseal keys retire KEY_ID``: stop using a key once no item depends on it.
+
+Where the key lives decides what retiring it means:
+
+- a key id of a keyset file (``[keyring]`` of type ``local``, or a local generator or
+  ``[[keyring.others]]`` entry of a ``multi`` keyring): the key is removed from that file;
+- a KMS key ARN of a ``[[keyring.others]]`` entry: the entry gets ``retired = true`` in the
+  config file (comments and layout kept, written atomically). The keyring built from the
+  config no longer wraps or opens anything with that key, and the line stays as the record of
+  which key to schedule for deletion in KMS, which dynaseal never does itself;
+- a primary key (a ``kms`` keyring's key, a multi keyring's generator, a keyset's primary) is
+  refused: it seals every new item. So is a key in a Secrets Manager keyset: this command does
+  not rewrite secrets.
+
+Either way only after the census of every configured table finds no item that depends on the
+key: an item naming it and no other key the keyring still holds (a multi keyring wraps every
+item for each of its keys, so "naming it" alone would never reach zero).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DynasealError
+from ..keyrings.interface import PROVIDER_AWS_KMS, PROVIDER_LOCAL, Keyring
+from ..keyrings.kms import KmsKeyring
+from ..keyrings.local import LocalKeyring
+from ..keyrings.multi import MultiKeyring
+from ..keyrings.secrets_manager import SecretsManagerKeyring
+from .census import key_label, take_census
+from .engine import RunOptions
+
+if TYPE_CHECKING:
+    from ..config import Config, KeyringSettings
+
+__all__ = ["Place", "Retirement", "held_labels", "locate", "mark_retired", "retire_key"]
+
+
+@dataclass(frozen=True)
+class Place:
+    """One place of the configured keyring that holds the key."""
+
+    where: str
+    """``keyring``, ``keyring.generator`` or ``keyring.others[I]``."""
+    settings: KeyringSettings
+    index: int | None = None
+    """The position in ``[[keyring.others]]``, for an entry there."""
+    keyset: LocalKeyring | SecretsManagerKeyring | None = field(default=None, repr=False)
+
+    def seals_with(self, key_id: str) -> bool:
+        """Whether ``key_id`` seals or wraps every new item here (and so cannot be retired):
+        a KMS key outside ``[[keyring.others]]``, or a keyset's primary key (a keyset among
+        the others wraps every new item with its primary)."""
+        if self.keyset is not None:
+            return self.keyset.primary_key_id == key_id
+        return self.index is None
+
+    def describe(self, config_path: Path) -> str:
+        if self.settings.type == "local":
+            return f"{self.where} in {config_path}, key file {self.settings.path}"
+        if self.settings.type == "secretsmanager":
+            return f"{self.where} in {config_path}, secret {self.settings.secret_id}"
+        return f"{self.where} in {config_path}"
+
+
+@dataclass
+class Retirement:
+    """What ``retire_key`` found and did; the command prints it."""
+
+    key_id: str
+    status: int
+    """0 retired (or already retired), 1 refused: items still depend on the key."""
+    lines: list[str]
+    """For stdout when retired, stderr when refused."""
+
+
+def _entries(settings: KeyringSettings) -> Iterator[tuple[str, KeyringSettings, int | None]]:
+    """Every entry of the keyring tree, retired ones included."""
+    if settings.type != "multi":
+        yield "keyring", settings, None
+        return
+    assert settings.generator is not None
+    yield "keyring.generator", settings.generator, None
+    for i, other in enumerate(settings.others):
+        yield f"keyring.others[{i}]", other, i
+
+
+def locate(config: Config, key_id: str) -> list[Place]:
+    """Every entry of the config's keyring that holds ``key_id``: a KMS entry naming that ARN
+    (retired or not), a keyset file or a Secrets Manager keyset containing that key id. A
+    secret is read only when no KMS entry or file holds the key."""
+    places: list[Place] = []
+    secrets: list[tuple[str, KeyringSettings, int | None]] = []
+    for where, settings, index in _entries(config.keyring_settings):
+        if settings.type == "kms":
+            if settings.key_id == key_id:
+                places.append(Place(where, settings, index))
+        elif settings.type == "local":
+            assert settings.path is not None
+            ring = LocalKeyring.load(settings.path)
+            if key_id in ring.key_ids:
+                places.append(Place(where, settings, index, ring))
+        else:
+            secrets.append((where, settings, index))
+    if places or key_id.startswith("arn:"):
+        return places
+    for where, settings, index in secrets:
+        secret = settings.build(config.dynamodb.region)
+        assert isinstance(secret, SecretsManagerKeyring)
+        if key_id in secret.key_ids:
+            places.append(Place(where, settings, index, secret))
+    return places
+
+
+def held_labels(ring: Keyring) -> set[str]:
+    """The census labels of every key ``ring`` can open with (a keyset's every key). A keyring
+    of another kind holds nothing this can name, which only makes retirement refuse more."""
+    if isinstance(ring, MultiKeyring):
+        return set().union(*(held_labels(k) for k in ring.keyrings))
+    if isinstance(ring, KmsKeyring):
+        return {key_label(PROVIDER_AWS_KMS, ring.key_arn)}
+    if isinstance(ring, LocalKeyring | SecretsManagerKeyring):
+        return {key_label(PROVIDER_LOCAL, k) for k in ring.key_ids}
+    return set()
+
+
+def retire_key(config: Config, key_id: str, options: RunOptions) -> Retirement:
+    """Check where ``key_id`` lives, take the census of every configured table, and retire
+    it (see the module docstring). Raises DynasealError (the command's exit status 2) for a
+    key the config does not name, a primary key and a key in a Secrets Manager keyset."""
+    places = locate(config, key_id)
+    if not places:
+        raise DynasealError(f"{config.path}: no key {key_id!r} in the configured keyring (a KMS "
+                            "key ARN of [keyring], or a key id of its keyset files)")
+    for place in places:
+        if place.settings.type == "secretsmanager":
+            raise DynasealError(
+                f"key {key_id} is in the Secrets Manager keyset of "
+                f"{place.describe(config.path)}: 'keys retire' does not rewrite secrets; check "
+                "'dynaseal keys census TABLE' for every table, then store a keyset without it "
+                "as a new version of the secret")
+        if place.seals_with(key_id):
+            raise DynasealError(f"key {key_id} is the primary key ({place.describe(config.path)}"
+                                "): rotate, reencrypt, then retire it")
+    active = [p for p in places if not p.settings.retired]
+    if not active:
+        wheres = ", ".join(p.where for p in places)
+        return Retirement(key_id, 0, [
+            f"key {key_id} is already retired ({wheres} in {config.path}); nothing changed",
+            *_kms_next_step(key_id)])
+
+    held = held_labels(config.keyring()) - {key_label(PROVIDER_LOCAL, key_id),
+                                            key_label(PROVIDER_AWS_KMS, key_id)}
+    stranded: list[tuple[str, int]] = []
+    covered = 0
+    for name in config.tables:
+        census, summary = take_census(config.sealed_table(name), options)
+        if summary.error:
+            raise DynasealError(summary.error)
+        alone = census.stranded(key_id, held)
+        covered += census.under(key_id) - alone
+        if alone:
+            stranded.append((name, alone))
+    if stranded:
+        where = ", ".join(f"table {name}: {n}" for name, n in stranded)
+        total = sum(n for _, n in stranded)
+        return Retirement(key_id, 1, [
+            f"refused: {total} items are still sealed under key {key_id} and no other "
+            f"configured key ({where}); run 'dynaseal reencrypt TABLE' first"])
+
+    done = []
+    for place in active:
+        if place.settings.type == "local":
+            assert isinstance(place.keyset, LocalKeyring)
+            place.keyset.remove_key(key_id)
+            done.append(f"removed from {place.settings.path}")
+    kms = [p for p in active if p.settings.type == "kms"]
+    if kms:
+        marked = mark_retired(config.path, key_id)
+        done.append(f"marked retired = true at {', '.join(marked)} in {config.path}")
+    lines = [f"retired key {key_id}: no item in {len(config.tables)} configured tables is "
+             f"sealed under it; {'; '.join(done)}"]
+    if covered:
+        lines[0] = (f"retired key {key_id}: no item in {len(config.tables)} configured tables "
+                    f"depends on it alone ({covered} also carry a copy under another configured "
+                    f"key; 'dynaseal reencrypt TABLE' drops their copy under it); "
+                    f"{'; '.join(done)}")
+    if kms:
+        lines += _kms_next_step(key_id)
+    return Retirement(key_id, 0, lines)
+
+
+def _kms_next_step(key_id: str) -> list[str]:
+    return [
+        "next: deploy this config to every process (one still wrapping with the key fails once "
+        "it is disabled), then schedule the key's deletion in KMS with a waiting period, e.g. "
+        f"'aws kms schedule-key-deletion --key-id {key_id} --pending-window-in-days 30' "
+        "(dynaseal never deletes a KMS key)"]
+
+
+# -- editing the config file ------------------------------------------------------------------
+
+
+def mark_retired(config_path: Path, key_arn: str) -> list[str]:
+    """Add ``retired = true`` to every ``[[keyring.others]]`` KMS entry naming ``key_arn`` in
+    the config file, changing nothing else; returns where (``keyring.others[I]``).
+
+    The file is re-read under a lock (the path's own flock, re-taken if the file was replaced
+    meanwhile), edited with tomlkit so comments and layout stay byte for byte, checked (parsed
+    again, it must equal the old document plus the marks, and load as a config) and replaced
+    atomically with a file of the same mode. A symlinked config is updated where it really is.
+    """
+    import tomlkit
+
+    from ..config import Config
+
+    target = Path(os.path.realpath(config_path))
+    with _locked(target):
+        raw = target.read_bytes()
+        text = raw.decode("utf-8")
+        before = tomllib.loads(text)
+        others = before.get("keyring", {}).get("others", [])
+        indexes = [i for i, o in enumerate(others)
+                   if o.get("type") == "kms" and o.get("key_id") == key_arn
+                   and o.get("retired") is not True]
+        if not indexes:
+            raise DynasealError(f"{target}: no [[keyring.others]] KMS entry for {key_arn} left "
+                                "to retire (the file changed since it was read?)")
+        doc = tomlkit.parse(text)
+        entries: Any = doc["keyring"]["others"]
+        note = (f"# retired by 'dynaseal keys retire' on {datetime.now(UTC):%Y-%m-%d}: "
+                "schedule its deletion in KMS")
+        for i in indexes:
+            _mark(entries[i], note)
+        edited = tomlkit.dumps(doc)
+        after = tomllib.loads(edited)
+        for i in indexes:
+            before["keyring"]["others"][i]["retired"] = True
+        if after != before:
+            raise DynasealError(f"{target}: could not mark {key_arn} retired without changing "
+                                "anything else; edit the file by hand")
+        Config.from_dict(after, target)  # never write a config that would not load
+        _replace(target, edited.encode("utf-8"), os.stat(target).st_mode & 0o7777)
+    return [f"keyring.others[{i}]" for i in indexes]
+
+
+def _mark(entry: Any, note: str) -> None:
+    """``retired = true`` on one entry: replaced in place if present, else on a line of its
+    own right after ``key_id`` (same indent and line ending), else inside the inline table."""
+    import tomlkit
+    from tomlkit.items import InlineTable
+
+    if isinstance(entry, InlineTable) or "retired" in entry:
+        entry["retired"] = True
+        return
+    key_item = entry.value.item("key_id")
+    flag = tomlkit.item(True)
+    flag.trivia.indent = key_item.trivia.indent
+    flag.trivia.comment_ws = "  "
+    flag.trivia.comment = note
+    if not key_item.trivia.trail.endswith("\n"):
+        key_item.trivia.trail += "\n"  # key_id was the last line, without a newline
+    flag.trivia.trail = "\r\n" if key_item.trivia.trail.endswith("\r\n") else "\n"
+    entry.value._insert_after("key_id", "retired", flag)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive flock on the file itself, re-taken until it is held on the file the path
+    names now (another writer may have replaced it while this one waited): no lock file."""
+    while True:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                return
+        finally:
+            os.close(fd)
+
+
+def _replace(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to a temporary file beside ``path`` (same directory, so the same file
+    system), flush it to disk, give it ``mode`` and move it over ``path`` in one rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
