@@ -254,13 +254,19 @@ def mark_retired(config_path: Path, key_arn: str) -> list[str]:
 
 
 def _mark(entry: Any, note: str) -> None:
-    """``retired = true`` on one entry: replaced in place if present, else on a line of its
-    own right after ``key_id`` (same indent and line ending), else inside the inline table."""
+    """``retired = true`` on one entry: replaced in place if present; in an inline table,
+    after its last key (before the space that closes it); else on a line of its own right
+    after ``key_id``, with its indent and line ending. (``_insert_after`` is tomlkit's own
+    positional insert; a plain assignment would land after trailing comments and spacing.)"""
     import tomlkit
     from tomlkit.items import InlineTable
 
-    if isinstance(entry, InlineTable) or "retired" in entry:
+    if "retired" in entry:
         entry["retired"] = True
+        return
+    if isinstance(entry, InlineTable):
+        last = [k for k, _ in entry.value.body if k is not None][-1]
+        entry.value._insert_after(last, "retired", tomlkit.item(True))
         return
     key_item = entry.value.item("key_id")
     flag = tomlkit.item(True)
