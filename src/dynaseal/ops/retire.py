@@ -239,8 +239,9 @@ def mark_retired(config_path: Path, key_arn: str) -> list[str]:
         entries: Any = doc["keyring"]["others"]
         note = (f"# retired by 'dynaseal keys retire' on {datetime.now(UTC):%Y-%m-%d}: "
                 "schedule its deletion in KMS")
+        eol = "\r\n" if "\r\n" in text else "\n"
         for i in indexes:
-            _mark(entries[i], note)
+            _mark(entries[i], note, eol)
         edited = tomlkit.dumps(doc)
         after = tomllib.loads(edited)
         for i in indexes:
@@ -253,7 +254,7 @@ def mark_retired(config_path: Path, key_arn: str) -> list[str]:
     return [f"keyring.others[{i}]" for i in indexes]
 
 
-def _mark(entry: Any, note: str) -> None:
+def _mark(entry: Any, note: str, eol: str) -> None:
     """``retired = true`` on one entry: replaced in place if present; in an inline table,
     after its last key (before the space that closes it); else on a line of its own right
     after ``key_id``, with its indent and line ending. (``_insert_after`` is tomlkit's own
@@ -274,7 +275,7 @@ def _mark(entry: Any, note: str) -> None:
     flag.trivia.comment_ws = "  "
     flag.trivia.comment = note
     if not key_item.trivia.trail.endswith("\n"):
-        key_item.trivia.trail += "\n"  # key_id was the last line, without a newline
+        key_item.trivia.trail += eol  # key_id was the last line, without a newline
     flag.trivia.trail = "\r\n" if key_item.trivia.trail.endswith("\r\n") else "\n"
     entry.value._insert_after("key_id", "retired", flag)
 
