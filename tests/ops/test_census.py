@@ -74,3 +74,21 @@ def test_census_counts_per_key_and_retire(tmp_path, make_table, dynalite, capsys
     assert LocalKeyring.load(ring.path).key_ids == (new,)
     assert main(["keys", "retire", "0badc0de", "--config", str(config)]) == 2
     assert "no key '0badc0de'" in capsys.readouterr().err
+
+
+def test_stranded_counts_items_no_other_held_key_opens():
+    from collections import Counter
+
+    from dynaseal.ops.census import Census
+
+    census = Census("t", combinations=Counter({
+        frozenset({"aws-kms:A"}): 5,                     # A alone
+        frozenset({"aws-kms:A", "aws-kms:B"}): 7,        # B opens them
+        frozenset({"aws-kms:A", "local:0badc0de"}): 2,   # a key no longer held
+        frozenset({"aws-kms:B"}): 11,                    # not under A at all
+    }), keys=Counter({"aws-kms:A": 14, "aws-kms:B": 18, "local:0badc0de": 2}))
+    assert census.stranded("A", {"aws-kms:B"}) == 7
+    assert census.stranded("A", {"aws-kms:B", "local:0badc0de"}) == 5
+    assert census.stranded("A", set()) == 14 == census.under("A")
+    assert census.stranded("B", {"aws-kms:A"}) == 11
+    assert census.stranded("C", {"aws-kms:A"}) == 0
