@@ -220,6 +220,7 @@ def mark_retired(config_path: Path, key_arn: str) -> list[str]:
     atomically with a file of the same mode. A symlinked config is updated where it really is.
     """
     import tomlkit
+    from tomlkit.exceptions import TOMLKitError
 
     from ..config import Config
 
@@ -235,20 +236,25 @@ def mark_retired(config_path: Path, key_arn: str) -> list[str]:
         if not indexes:
             raise DynasealError(f"{target}: no [[keyring.others]] KMS entry for {key_arn} left "
                                 "to retire (the file changed since it was read?)")
-        doc = tomlkit.parse(text)
-        entries: Any = doc["keyring"]["others"]
         note = (f"# retired by 'dynaseal keys retire' on {datetime.now(UTC):%Y-%m-%d}: "
                 "schedule its deletion in KMS")
         eol = "\r\n" if "\r\n" in text else "\n"
-        for i in indexes:
-            _mark(entries[i], note, eol)
-        edited = tomlkit.dumps(doc)
-        after = tomllib.loads(edited)
+        try:
+            doc = tomlkit.parse(text)
+            entries: Any = doc["keyring"]["others"]
+            for i in indexes:
+                _mark(entries[i], note, eol)
+            edited = tomlkit.dumps(doc)
+            after = tomllib.loads(edited)
+        except (TOMLKitError, tomllib.TOMLDecodeError, LookupError, TypeError, AttributeError):
+            after = None  # an edit tomlkit cannot make: refused below
         for i in indexes:
             before["keyring"]["others"][i]["retired"] = True
         if after != before:
-            raise DynasealError(f"{target}: could not mark {key_arn} retired without changing "
-                                "anything else; edit the file by hand")
+            raise DynasealError(
+                f"{target}: could not mark {key_arn} retired without changing anything else; "
+                "add 'retired = true' to " + ", ".join(f"keyring.others[{i}]" for i in indexes)
+                + " by hand")
         Config.from_dict(after, target)  # never write a config that would not load
         _replace(target, edited.encode("utf-8"), os.stat(target).st_mode & 0o7777)
     return [f"keyring.others[{i}]" for i in indexes]
