@@ -113,7 +113,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _server_error)
     app.after_request(_security_headers)
-    app.cli.add_command(users_cli)
+    state.cli.add_command(users_cli)  # flask dynaseal users grant-admin ID
     return app
 
 

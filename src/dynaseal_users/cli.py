@@ -1,7 +1,9 @@
-"""``flask --app dynaseal_users users ...``: the only way to make an admin.
+"""``flask --app dynaseal_users dynaseal users ...``: the only way to make an admin.
 
 The API never grants roles it does not already hold, so the first admin comes from someone
-with shell access to the deployment, through the same config and keys as the app.
+with shell access to the deployment, through the same config and keys as the app. The group
+sits beside the core ``dynaseal`` commands in the app's own ``flask dynaseal`` group
+(``Dynaseal.state(app).cli``); the standalone ``dynaseal`` command does not have it.
 """
 
 from __future__ import annotations

@@ -38,6 +38,10 @@ Try it in another terminal (register, log in, read your record, fail to read som
   curl -s "{url}/users/$ID?reveal=ssn" -H "Authorization: Bearer $TOKEN"  # owner only
   curl -s {url}/users/AAAAAAAAAAAAAAAAAAAAAA -H "Authorization: Bearer $TOKEN"  # 404
 
+Admins exist only through the command line (same config and keys as the app):
+
+  {flask} --app dynaseal_users dynaseal users grant-admin $ID   # revoke-admin undoes it
+
 The raw items, as DynamoDB stores them (any DynamoDB client works):
 
   AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1 \\
@@ -76,7 +80,8 @@ def main() -> int:
     with LocalDynamoDB(STATE / "dynalite", port, log_path=STATE / "dynalite.log"):
         for line in config.create_tables():
             print(line)
-        print(CURL.format(url=url, endpoint=endpoint, table=config.settings("users").table_name))
+        print(CURL.format(url=url, endpoint=endpoint, table=config.settings("users").table_name,
+                          flask=Path(sys.executable).with_name("flask")))
         sys.stdout.flush()
         env = {**os.environ, "DYNASEAL_CONFIG": str(config_path)}
         server = subprocess.Popen(gunicorn_command(), env=env)  # noqa: S603

@@ -8,10 +8,12 @@ users = ds.table("users")   # the app's SealedTable, shared by the worker's thre
 
 ``init_app`` validates the config once and fails fast with ``dynaseal.ConfigError``, installs
 log redaction (:func:`redact` and :class:`RedactingFilter` are public for logs written
-elsewhere), keeps botocore's debug logs off and registers ``flask dynaseal ...``, the same
-command group as the ``dynaseal`` command.
+elsewhere), keeps botocore's debug logs off and registers ``flask dynaseal ...``: the commands
+of the ``dynaseal`` command plus those the app adds (``ds.state(app).cli``, an
+:class:`AppCommands`).
 """
 
+from .commands import AppCommands
 from .extension import EXTENSION_KEY, Dynaseal, DynasealState
 from .redaction import REDACTED, RedactingFilter, redact, redact_mapping, sensitive_name
 from .settings import AppSettings
@@ -19,6 +21,7 @@ from .settings import AppSettings
 __all__ = [
     "EXTENSION_KEY",
     "REDACTED",
+    "AppCommands",
     "AppSettings",
     "Dynaseal",
     "DynasealState",

@@ -28,6 +28,7 @@ from dynaseal.cli import add_config_default
 from dynaseal.cli import cli as dynaseal_cli
 
 from . import logs
+from .commands import AppCommands
 from .settings import (
     CONFIG,
     REDACT_FIELDS,
@@ -53,6 +54,9 @@ class DynasealState:
     config: Config
     keyring: Keyring = field(repr=False)
     tables: Mapping[str, SealedTable] = field(repr=False)
+    cli: AppCommands = field(repr=False)
+    """This app's ``flask dynaseal`` group: the core commands plus what the app adds to it
+    (``state.cli.add_command(group)``); the shared ``dynaseal`` group is never changed."""
 
     def table(self, name: str) -> SealedTable:
         try:
@@ -111,10 +115,11 @@ class Dynaseal:
         if settings.redact_logs:  # the encrypted attributes the config names
             logs.process_filter().add_names(
                 source for t in config.tables.values() for source in t.schema.blind_indexes)
-        app.extensions[EXTENSION_KEY] = DynasealState(settings, config, keyring, tables)
+        commands = AppCommands(dynaseal_cli)
+        app.extensions[EXTENSION_KEY] = DynasealState(settings, config, keyring, tables, commands)
         if settings.redact_logs or not settings.unsafe_aws_debug_logs:
             app.before_request(_refresh_logging)
-        app.cli.add_command(dynaseal_cli, "dynaseal")
+        app.cli.add_command(commands, "dynaseal")
 
     # -- accessors for the current app ------------------------------------------------------
 

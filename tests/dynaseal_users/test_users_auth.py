@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +19,8 @@ from itsdangerous import URLSafeTimedSerializer
 from users_support import PASSWORD, USERS_TABLE, FlaskHttp, User, UsersEnv, log_in, new_user
 
 from dynaseal import Config, ConfigError, LocalKeyring, SealedTable
+from dynaseal.cli import cli as dynaseal_cli
+from dynaseal.cli import main as dynaseal_main
 from dynaseal_users import create_app
 from dynaseal_users.auth import RATE_LIMIT_PURPOSE, TOKEN_PURPOSE, account_key
 from support import base_doc, to_toml
@@ -240,20 +245,55 @@ def test_refuses_a_users_table_without_signed_owner(tmp_path: Any, dynalite: Any
 def test_grant_and_revoke_admin(app: Flask, sealed_users: SealedTable) -> None:
     user: User = new_user(_http(app), login=False)
     runner = app.test_cli_runner()
-    result = runner.invoke(args=["users", "grant-admin", user.id])
+    result = runner.invoke(args=["dynaseal", "users", "grant-admin", user.id])
     assert (result.exit_code, result.output) == (0, f"user {user.id} is now an admin\n")
     assert sealed_users.get_item({"user_id": user.id})["role"] == "admin"  # type: ignore[index]
-    result = runner.invoke(args=["users", "revoke-admin", user.id])
+    result = runner.invoke(args=["dynaseal", "users", "revoke-admin", user.id])
     assert (result.exit_code, result.output) == (0, f"user {user.id} is now a member\n")
     assert sealed_users.get_item({"user_id": user.id})["role"] == "member"  # type: ignore[index]
-    result = runner.invoke(args=["users", "grant-admin", "A" * 22])
+    result = runner.invoke(args=["dynaseal", "users", "grant-admin", "A" * 22])
     assert result.exit_code == 1 and f"no user {'A' * 22}" in result.output
-    result = runner.invoke(args=["users", "grant-admin", "../x"])
+    result = runner.invoke(args=["dynaseal", "users", "grant-admin", "../x"])
     assert result.exit_code == 1 and "not a user id" in result.output
     for dashed in ("-B" + "A" * 20, "--" + "A" * 20):  # ids may begin with "-"
         for command in ("grant-admin", "revoke-admin"):
-            result = runner.invoke(args=["users", command, dashed])
+            result = runner.invoke(args=["dynaseal", "users", command, dashed])
             assert (result.exit_code, result.output) == (1, f"Error: no user {dashed}\n")
+
+
+def test_the_admin_command_lives_under_flask_dynaseal_only(app: Flask) -> None:
+    runner = app.test_cli_runner()
+    old = runner.invoke(args=["users", "grant-admin", "A" * 22])  # one way: no alias
+    assert old.exit_code == 2 and "No such command 'users'" in old.output
+    listing = runner.invoke(args=["dynaseal", "--help"])
+    assert listing.exit_code == 0
+    assert {"users", "keys", "tables"} <= {line.split()[0] for line in
+                                         listing.output.split("Commands:")[1].splitlines()
+                                         if line.strip()}
+    # the standalone ``dynaseal`` command is not changed by building the app
+    assert "users" not in dynaseal_cli.commands
+    with pytest.raises(SystemExit) as exited:
+        dynaseal_main(["users", "grant-admin", "A" * 22])
+    assert exited.value.code == 2
+
+
+def test_the_documented_admin_command(app: Flask, users_env: UsersEnv,
+                                      sealed_users: SealedTable) -> None:
+    """``flask --app dynaseal_users dynaseal users grant-admin ID``, as the README writes it, in
+    a subprocess (the app factory found by Flask, the config from $DYNASEAL_CONFIG)."""
+    user: User = new_user(_http(app), login=False)
+    flask = Path(sys.executable).with_name("flask")
+    env = {**os.environ, "DYNASEAL_CONFIG": str(users_env.config_path)}
+    for user_id, command, status, output in (
+            (user.id, "grant-admin", 0, f"user {user.id} is now an admin\n"),
+            ("-" + "A" * 21, "grant-admin", 1, f"Error: no user {'-' + 'A' * 21}\n")):
+        done = subprocess.run([str(flask), "--app", "dynaseal_users", "dynaseal", "users",
+                               command, user_id], env=env, capture_output=True, text=True,
+                              timeout=120, check=False)
+        # stderr also holds the config's warning about plaintext HTTP to the local dynalite
+        assert (done.returncode, done.stdout if status == 0 else done.stderr[-len(output):]
+                ) == (status, output)
+    assert sealed_users.get_item({"user_id": user.id})["role"] == "admin"  # type: ignore[index]
 
 
 # -- a record changed in the table -----------------------------------------------------------

@@ -40,3 +40,9 @@ def test_make_run_needs_a_local_endpoint(tmp_path: Path, monkeypatch: pytest.Mon
         devserver.main()
     assert (tmp_path / ".dynaseal").stat().st_mode & 0o777 == 0o700
     assert not (tmp_path / "keys.json").exists()  # refused before anything was created
+
+
+def test_the_printed_session_shows_the_admin_command() -> None:
+    text = devserver.CURL.format(url="http://127.0.0.1:5000", endpoint="http://127.0.0.1:8000",
+                                 table="users", flask="/venv/bin/flask")
+    assert "\n  /venv/bin/flask --app dynaseal_users dynaseal users grant-admin $ID " in text

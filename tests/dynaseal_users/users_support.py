@@ -117,7 +117,7 @@ def log_in(http: Any, email: str, password: str) -> str:
 
 
 def grant_admin(app: Flask, user_id: str) -> None:
-    result = app.test_cli_runner().invoke(args=["users", "grant-admin", user_id])
+    result = app.test_cli_runner().invoke(args=["dynaseal", "users", "grant-admin", user_id])
     assert result.exit_code == 0, result.output
     assert result.output == f"user {user_id} is now an admin\n"
 

@@ -1,5 +1,5 @@
-"""``flask dynaseal ...``: the same click group as ``dynaseal``, with --config defaulting to the
-app's DYNASEAL_CONFIG."""
+"""``flask dynaseal ...``: the commands of ``dynaseal`` (the same objects), with --config
+defaulting to the app's DYNASEAL_CONFIG, plus the commands each app adds to its own group."""
 
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ import sys
 from pathlib import Path
 
 import boto3
+import click
+import pytest
+from flask import current_app
 from flask_support import *  # noqa: F403 (the fixtures: attach, flask_env, make_app)
 from flask_support import write_config
 
 from dynaseal import LocalKeyring
 from dynaseal.cli import cli, main
+from flask_dynaseal import Dynaseal
 from flask_dynaseal.extension import _cli_config_path
 from support import all_tables, secret_forms
 
@@ -98,3 +102,51 @@ def test_the_real_flask_command(flask_env, tmp_path):
                              check=False)
     assert listing.returncode == 0
     assert "keys" in listing.stdout and "tables" in listing.stdout
+
+
+# -- an app's own commands under ``flask dynaseal`` --------------------------------------------
+
+
+def test_an_app_adds_commands_to_its_own_group_only(make_app, flask_env):
+    first, second = make_app(), make_app()
+    group = Dynaseal().state(first).cli
+
+    @group.command("hello", help="Say hello from this app.")
+    def hello() -> None:
+        # made with ``command``: it runs inside the app context (Flask's AppGroup)
+        click.echo(f"hello from {current_app.config['DYNASEAL_CONFIG']}")
+
+    result = first.test_cli_runner().invoke(args=["dynaseal", "hello"])
+    assert (result.exit_code, result.output) == (0, f"hello from {flask_env.config_path}\n")
+    # the core commands are still there, the same objects as the standalone group's
+    assert group.get_command(click.Context(group), "keys") is cli.commands["keys"]
+    listing = first.test_cli_runner().invoke(args=["dynaseal", "--help"])
+    assert "hello" in listing.output and "keys" in listing.output
+    # another app and the standalone ``dynaseal`` command do not have it
+    other = second.test_cli_runner().invoke(args=["dynaseal", "hello"])
+    assert other.exit_code == 2 and "No such command 'hello'" in other.output
+    assert "hello" not in cli.commands
+    with pytest.raises(SystemExit) as exited:
+        main(["hello"])
+    assert exited.value.code == 2
+
+
+def test_an_app_command_cannot_shadow_a_core_command(make_app):
+    group = Dynaseal().state(make_app()).cli
+    for name in cli.commands:
+        with pytest.raises(ValueError, match=f"'{name}' is a dynaseal command"):
+            group.add_command(click.Command(name, callback=lambda: None))
+    assert group.commands == {}
+
+
+def test_dynaseal_errors_of_an_app_command_are_one_line(make_app, tmp_path):
+    app = make_app()
+
+    @Dynaseal().state(app).cli.command("load")
+    def load() -> None:
+        LocalKeyring.load(tmp_path / "missing.json")
+
+    result = app.test_cli_runner().invoke(args=["dynaseal", "load"])
+    assert result.exit_code == 1
+    assert result.output.startswith("dynaseal: error: ")
+    assert result.output.count("\n") == 1
