@@ -272,9 +272,15 @@ class _Run:
             else:
                 self.store.save(segment, opts.total_segments, None, False)
         for page_items, last in self._pages(segment, start_key):
-            for stored in page_items:
-                self.handle(stored)
-            self.count(scanned=len(page_items))
+            # counted per page, not per item: one lock per page keeps the segments' threads
+            # from handing the GIL and the lock to each other at every item
+            tally = {"scanned": 0, "skipped": 0, "resealed": 0, "conflicts": 0}
+            try:
+                for stored in page_items:
+                    self.handle(stored, tally)
+                tally["scanned"] = len(page_items)
+            finally:  # writes made before an error on this page are still counted
+                self.count(**tally)
             if self.task is not None:
                 self.progress.advance(self.task, len(page_items))
             if self.store is not None:
@@ -302,7 +308,8 @@ class _Run:
 
     # -- one item ---------------------------------------------------------------------------
 
-    def handle(self, stored: dict[str, Any]) -> None:
+    def handle(self, stored: dict[str, Any], tally: dict[str, int]) -> None:
+        """Examine one item and write its decision, retrying conflicts; adds to ``tally``."""
         current: dict[str, Any] | None = stored
         for _ in range(MAX_CONFLICTS):
             assert current is not None
@@ -313,13 +320,13 @@ class _Run:
             except DynasealError as e:
                 decision = Decision.fail(str(e))
             if decision.kind == "skip":
-                self.count(skipped=1)
+                tally["skipped"] += 1
                 return
             if decision.kind == "fail":
                 self.failed(current, decision.reason)
                 return
             if self.options.dry_run:
-                self.count(resealed=1)
+                tally["resealed"] += 1
                 return
             self.limiter.acquire()
             try:
@@ -327,16 +334,16 @@ class _Run:
             except ClientError as e:
                 if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise
-                self.count(conflicts=1)
+                tally["conflicts"] += 1
                 current = self.reread(current)
                 if current is None:  # deleted by the application meanwhile: nothing to do
-                    self.count(skipped=1)
+                    tally["skipped"] += 1
                     return
                 continue
             except DynasealError as e:  # a unique value another item holds, say
                 self.failed(current, str(e) if not isinstance(e, IntegrityError) else e.reason)
                 return
-            self.count(resealed=1)
+            tally["resealed"] += 1
             return
         self.failed(stored, f"gave up after {MAX_CONFLICTS} conflicting writes")
 
