@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from flask import request
 from pydantic import BaseModel, ValidationError
@@ -127,14 +127,28 @@ def parse_body(model: type[M]) -> M:
         raise _invalid(e, model) from None
 
 
+_NO_QUERY: dict[type[BaseModel], BaseModel] = {}
+"""Per query model, what an empty query string validates to: request models are frozen, so
+one instance serves every request that sends no query (most of them)."""
+
+
 def parse_query(model: type[M]) -> M:
     """The query string validated by ``model``; a repeated parameter is refused."""
+    if not request.query_string and model.model_config.get("frozen"):
+        empty = _NO_QUERY.get(model)
+        if empty is None:
+            empty = _NO_QUERY[model] = _validate_query(model, {})
+        return cast(M, empty)
     args = request.args
     if any(len(args.getlist(k)) > 1 for k in args):
         raise ApiError(422, "invalid_request", "a query parameter is repeated",
                        [FieldError(field="(query)", problem="repeated parameter")])
+    return _validate_query(model, dict(args.items()))
+
+
+def _validate_query(model: type[M], args: dict[str, str]) -> M:
     try:
-        return model.model_validate(dict(args.items()), strict=True)
+        return model.model_validate(args, strict=True)
     except ValidationError as e:
         raise _invalid(e, model) from None
 

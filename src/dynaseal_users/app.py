@@ -21,7 +21,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, Response, request
 from flask_limiter import Limiter
@@ -63,6 +63,11 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+# (lower-cased name, name, value): _security_headers's per-response work is one pass over the
+# response's own headers; Headers.setdefault would search them case-insensitively per name
+_SECURITY_HEADERS = tuple((name.lower(), name, value) for name, value in SECURITY_HEADERS.items())
+# flask-limiter's own settings that give limits to every route (checked by its hook)
+_APP_WIDE_LIMITS = ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION", "RATELIMIT_META")
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -77,8 +82,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     index = users.schema.blind_indexes["email"]
     keyring = state.keyring
     service = Service(
-        dynaseal=ds,
-        table=app.config["USERS_TABLE"],
+        users_table=users,
         passwords=Passwords(app.config["USERS_ARGON2"], testing=bool(app.testing)),
         tokens=Tokens(keyring, int(app.config["USERS_TOKEN_MAX_AGE"])),
         openapi=openapi("dynaseal users service", "1.0.0"),
@@ -109,12 +113,58 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             view = limiter.limit(lambda: app.config["USERS_LOGIN_LIMIT_ACCOUNT"],
                                  key_func=account, deduct_when=failed, scope="account")(view)
         app.add_url_rule(op.rule, op.view.__name__, view, methods=[op.method])
+    _limit_decorated_routes_only(app, limiter,
+                                 frozenset(op.view.__name__ for op in OPERATIONS if op.limited))
 
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _server_error)
     app.after_request(_security_headers)
     state.cli.add_command(users_cli)  # flask dynaseal users grant-admin ID
     return app
+
+
+def _limit_decorated_routes_only(app: Flask, limiter: Limiter, limited: frozenset[str]) -> None:
+    """Keep flask-limiter's per-request hooks off the routes that have no limit.
+
+    flask-limiter hooks every request: a ``before_request`` check for limits that apply to
+    every route (default, application and meta limits), an ``after_request`` hook that
+    charges conditional limits (``deduct_when``) and writes the X-RateLimit headers, and a
+    ``teardown_request`` reset. This app has no app-wide limit: the login route's own ``limit``
+    decorators check its limits when it is called. So the check is unhooked, and the other
+    two run for the ``limited`` endpoints only (where they charge the failed logins): the
+    other routes (``GET /users/<id>`` above all) no longer pay for the limiter on each
+    request. Should app-wide limits be configured, every hook stays as flask-limiter set it.
+    """
+    if any(app.config.get(key) for key in _APP_WIDE_LIMITS) or (
+            limiter.limit_manager.default_limits or limiter.limit_manager.application_limits):
+        return
+
+    def of_limiter(hook: Any) -> bool:  # a bound method, or a partial(function, limiter)
+        return getattr(hook, "__self__", None) is limiter or (
+            isinstance(hook, functools.partial) and hook.args[:1] == (limiter,))
+
+    before = app.before_request_funcs.get(None, [])
+    before[:] = [hook for hook in before if not of_limiter(hook)]
+    after = app.after_request_funcs.get(None, [])
+    after[:] = [_after_on(limited, hook) if of_limiter(hook) else hook for hook in after]
+    teardown = app.teardown_request_funcs.get(None, [])
+    teardown[:] = [_teardown_on(limited, hook) if of_limiter(hook) else hook
+                   for hook in teardown]
+
+
+def _after_on(endpoints: frozenset[str], hook: Callable[[Response], Any]
+              ) -> Callable[[Response], Response]:
+    def after(response: Response) -> Response:
+        return cast(Response, hook(response)) if request.endpoint in endpoints else response
+    return after
+
+
+def _teardown_on(endpoints: frozenset[str], hook: Callable[[BaseException | None], Any]
+                 ) -> Callable[[BaseException | None], None]:
+    def teardown(error: BaseException | None) -> None:
+        if request.endpoint in endpoints:
+            hook(error)
+    return teardown
 
 
 def _check_schema(schema: Schema) -> None:
@@ -183,6 +233,10 @@ def _server_error(e: Exception) -> Response:
 
 
 def _security_headers(response: Response) -> Response:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+    """Add each of SECURITY_HEADERS the response does not already have, in that order."""
+    headers = response.headers
+    present = {name.lower() for name, _ in headers.items()}
+    for lowered, name, value in _SECURITY_HEADERS:
+        if lowered not in present:
+            headers.add(name, value)
     return response

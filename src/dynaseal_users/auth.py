@@ -76,12 +76,20 @@ class Tokens:
     def __init__(self, keyring: Keyring, max_age: int) -> None:
         self._keyring = keyring
         self.max_age = max_age
+        self._cached: tuple[tuple[bytes, ...], URLSafeTimedSerializer] | None = None
 
     def _serializer(self) -> URLSafeTimedSerializer:
-        # Asked at each use: a key file rotated on disk is picked up without a restart.
-        keys = self._keyring.derived_keys(TOKEN_PURPOSE)
-        return URLSafeTimedSerializer(keys, salt="session",
-                                      signer_kwargs={"digest_method": hashlib.sha256})
+        # The keys are asked for at each use, so a keyset rotated (on disk, in Secrets Manager)
+        # is picked up without a restart; the serializer is built again only when they changed.
+        # One tuple swapped in whole: threads racing on a change at worst both build one.
+        keys = tuple(self._keyring.derived_keys(TOKEN_PURPOSE))
+        cached = self._cached
+        if cached is not None and cached[0] == keys:
+            return cached[1]
+        serializer = URLSafeTimedSerializer(list(keys), salt="session",
+                                            signer_kwargs={"digest_method": hashlib.sha256})
+        self._cached = (keys, serializer)
+        return serializer
 
     def issue(self, user_id: str, version: int) -> str:
         return str(self._serializer().dumps({"sub": user_id, "tv": version}))

@@ -26,7 +26,6 @@ from dynaseal import (
     SealedTable,
     UniqueConstraintError,
 )
-from flask_dynaseal import Dynaseal
 
 from .api import ApiError, operation
 from .auth import Passwords, Tokens
@@ -51,15 +50,14 @@ _ID = re.compile(ID_PATTERN)
 class Service:
     """Per-app state, kept in ``app.extensions["dynaseal_users"]``."""
 
-    dynaseal: Dynaseal
-    table: str
+    users_table: SealedTable  # the app's one SealedTable of users (Dynaseal.table), thread-safe
     passwords: Passwords
     tokens: Tokens
     openapi: dict[str, Any]
     limiter: Any = None  # flask-limiter keeps only a weak reference: this one keeps it alive
 
     def users(self) -> SealedTable:
-        return self.dynaseal.table(self.table)
+        return self.users_table
 
 
 def _svc() -> Service:
@@ -87,14 +85,15 @@ def authenticate() -> dict[str, Any] | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         return None
-    claims = _svc().tokens.verify(token.strip())
+    svc = _svc()
+    claims = svc.tokens.verify(token.strip())
     if claims is None:
         return None
     user_id, version = claims
     if not _ID.fullmatch(user_id):
         return None
-    user = _svc().users().scoped("owner", user_id).get_item({"user_id": user_id},
-                                                             ConsistentRead=True)
+    user = svc.users().scoped("owner", user_id).get_item({"user_id": user_id},
+                                                         ConsistentRead=True)
     if user is None or int(user["token_version"]) != version:
         return None
     return user

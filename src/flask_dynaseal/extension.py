@@ -118,7 +118,8 @@ class Dynaseal:
         commands = AppCommands(dynaseal_cli)
         app.extensions[EXTENSION_KEY] = DynasealState(settings, config, keyring, tables, commands)
         if settings.redact_logs or not settings.unsafe_aws_debug_logs:
-            app.before_request(_refresh_logging)
+            app.before_request(logs.keeper(app, redact=settings.redact_logs,
+                                           quiet=not settings.unsafe_aws_debug_logs))
         app.cli.add_command(commands, "dynaseal")
 
     # -- accessors for the current app ------------------------------------------------------
@@ -156,15 +157,6 @@ def _state(app: Flask | None = None) -> DynasealState:
             "Dynaseal().init_app(app) in its factory"
         )
     return state
-
-
-def _refresh_logging() -> None:
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    settings = app.extensions[EXTENSION_KEY].settings
-    if settings.redact_logs:
-        logs.refresh(app)
-    if not settings.unsafe_aws_debug_logs:
-        logs.quiet_aws(sweep=False)
 
 
 def _cli_config_path() -> str | None:

@@ -22,7 +22,7 @@ from dynaseal import Config, ConfigError, LocalKeyring, SealedTable
 from dynaseal.cli import cli as dynaseal_cli
 from dynaseal.cli import main as dynaseal_main
 from dynaseal_users import create_app
-from dynaseal_users.auth import RATE_LIMIT_PURPOSE, TOKEN_PURPOSE, account_key
+from dynaseal_users.auth import RATE_LIMIT_PURPOSE, TOKEN_PURPOSE, Tokens, account_key
 from support import base_doc, to_toml
 
 CHEAP = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}
@@ -78,6 +78,32 @@ def test_failed_logins_are_limited_per_address(make_app: Callable[..., Flask]) -
     r = _login(http, "someone.else@example.com", "x")
     assert r.status == 429 and int(r.headers["retry-after"]) > 0
     assert _login(elsewhere, "someone.else@example.com", "x").status == 401
+
+
+def test_routes_without_limits_skip_the_limiters_check(make_app: Callable[..., Flask]) -> None:
+    """Only the login route has limits, checked by its own decorators: flask-limiter's
+    app-wide before_request check is unhooked, and its after_request hook (which charges the
+    failures and writes the X-RateLimit headers) runs for the login route only."""
+    app = make_app(USERS_LOGIN_LIMIT_ADDRESS="1 per minute")
+    limiter = app.extensions["dynaseal_users"].limiter
+    assert limiter not in [getattr(f, "__self__", None) for f in app.before_request_funcs[None]]
+    http = _http(app)
+    failed = _login(http, "nobody@example.com", "x")
+    assert (failed.status, failed.headers["x-ratelimit-limit"]) == (401, "1")
+    limited = _login(http, "nobody@example.com", "x")  # still counted and limited
+    assert limited.status == 429 and int(limited.headers["retry-after"]) > 0
+    for _ in range(3):
+        r = http("GET", "/healthz")
+        assert r.status == 200 and not any(h.startswith("x-ratelimit") for h in r.headers)
+
+
+def test_app_wide_limits_keep_the_limiters_check(make_app: Callable[..., Flask]) -> None:
+    """Given flask-limiter's own default limits, its check stays and applies them."""
+    app = make_app(RATELIMIT_DEFAULT="2 per minute")
+    http = _http(app)
+    assert [http("GET", "/healthz").status for _ in range(3)] == [200, 200, 429]
+    assert http("GET", "/healthz").json() == {"error": "too_many_requests",
+                                              "message": "too many requests"}
 
 
 def test_the_limiter_never_sees_the_email(make_app: Callable[..., Flask],
@@ -203,6 +229,24 @@ def test_token_key_rotates_with_the_keyset(tmp_path: Any, dynalite: Any) -> None
     assert _serializer(new_keys[-1:]).loads(token) == {"sub": user.id, "tv": 0}
     with pytest.raises(Exception, match="does not match"):
         _serializer(old_keys).loads(token)
+
+
+def test_a_running_app_follows_a_rotation_of_its_keyring() -> None:
+    """The token serializer is built once per key list: reused while the keys stay, rebuilt
+    when the keyring the app holds rotates (no restart)."""
+    ring = LocalKeyring.new_keyset()
+    tokens = Tokens(ring, max_age=60)
+    first = tokens.issue("A" * 22, 0)
+    assert tokens._serializer() is tokens._serializer()  # nothing rebuilt per request
+    old_keys = ring.derived_keys(TOKEN_PURPOSE)
+    ring.rotate()
+    second = tokens.issue("B" * 22, 1)
+    assert _serializer(ring.derived_keys(TOKEN_PURPOSE)[-1:]).loads(second) == {
+        "sub": "B" * 22, "tv": 1}  # signed with the new key at once
+    with pytest.raises(Exception, match="does not match"):
+        _serializer(old_keys).loads(second)
+    assert (tokens.verify(first), tokens.verify(second)) == (("A" * 22, 0), ("B" * 22, 1))
+    assert Tokens(LocalKeyring.new_keyset(), max_age=60).verify(second) is None
 
 
 # -- passwords ---------------------------------------------------------------------------------

@@ -8,11 +8,11 @@ import secrets
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, Response
 from users_support import NOT_FOUND, PASSWORD, grant_admin, log_in, new_user, registration
 
 from dynaseal import SealedTable
-from dynaseal_users.app import SECURITY_HEADERS
+from dynaseal_users.app import SECURITY_HEADERS, _security_headers
 
 ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
 BAD_LOGIN = b'{"error":"invalid_credentials","message":"wrong e-mail or password"}'
@@ -291,3 +291,17 @@ def test_security_headers_on_every_response(http: Any) -> None:
     for r in replies:
         for name, value in SECURITY_HEADERS.items():
             assert r.headers[name.lower()] == value, (name, r.status)
+
+
+def test_security_headers_byte_for_byte(app: Flask) -> None:
+    """The header list of a response, in order: the view's own, then SECURITY_HEADERS in
+    their order; a header the response already has (in any case) is kept, never doubled."""
+    r = app.test_client().get("/healthz")
+    assert r.headers.to_wsgi_list() == [
+        ("Content-Type", "application/json"), ("Content-Length", str(len(r.get_data()))),
+        *SECURITY_HEADERS.items()]
+    own = Response("{}", mimetype="application/json", headers={"cache-control": "private"})
+    assert _security_headers(own).headers.to_wsgi_list() == [
+        ("cache-control", "private"), ("Content-Type", "application/json"),
+        ("Content-Length", "2"),
+        *[(k, v) for k, v in SECURITY_HEADERS.items() if k != "Cache-Control"]]

@@ -288,6 +288,21 @@ def test_handlers_added_after_init_app_are_covered_at_the_next_request(make_app,
     assert late.lines == ["gunicorn.error ERROR late [REDACTED:ssn]"]
 
 
+def test_every_carrying_logger_is_rechecked_at_each_request(make_app, attach):
+    """The hook's loggers are looked up once per app; their handlers are read at each request,
+    and each handler gets the one filter once, whichever app's request sees it first."""
+    first, second = make_app(), make_app()
+    late = [attach(None), attach(first.logger.name), attach("gunicorn.access", propagate=False),
+            attach("werkzeug")]
+    assert all(process_filter() not in handler.filters for handler in late)
+    assert first.test_client().get("/nope").status_code == 404  # the hooks run before routing
+    assert second.test_client().get("/nope").status_code == 404
+    assert [handler.filters.count(process_filter()) for handler in late] == [1, 1, 1, 1]
+    later = attach("gunicorn.error", propagate=True)  # propagates: its chain ends at the root
+    second.test_client().get("/nope")
+    assert later.filters == [process_filter()]
+
+
 def test_blind_index_sources_and_configured_fields_are_redacted_by_name(make_app, attach):
     root = attach(None, level=logging.DEBUG)
     make_app(DYNASEAL_REDACT_FIELDS=["home_address"])
