@@ -13,6 +13,9 @@ security headers. Configuration, all optional (``config`` overrides the defaults
   argon2-cffi's profile. Below the OWASP floor only when ``TESTING`` is true.
 - ``RATELIMIT_ENABLED``, ``RATELIMIT_STORAGE_URI``: flask-limiter's own (default in-memory,
   per process: run one gunicorn worker with threads, or give a shared storage such as Redis).
+  Only the login route has limits, so flask-limiter's per-request hooks are kept off the
+  other routes; its app-wide limits (``RATELIMIT_DEFAULT``, ``RATELIMIT_APPLICATION``,
+  ``RATELIMIT_META``), if set, put them back on every route.
 """
 
 from __future__ import annotations
