@@ -96,3 +96,29 @@ def test_a_keyring_that_cannot_derive_says_so():
     assert str(e.value) == ("_OpaqueKeyring cannot derive app secrets (derived_keys): its keys "
                             "never leave the key service; use a local or Secrets Manager keyset "
                             "for them")
+
+
+def test_secrets_are_derived_once_per_purpose_and_key_and_dropped_with_the_key(tmp_path,
+                                                                              monkeypatch):
+    import dynaseal.keyrings.local as local
+
+    path = tmp_path / "keys.json"
+    ring = LocalKeyring.generate(path)
+    old_id = ring.primary_key_id
+    ring.rotate()
+    derivations = []
+    real_hkdf = local.HKDF
+
+    def counting_hkdf(*args, **kwargs):
+        derivations.append(kwargs["info"])
+        return real_hkdf(*args, **kwargs)
+
+    monkeypatch.setattr(local, "HKDF", counting_hkdf)
+    first = ring.derived_keys("p")
+    assert len(derivations) == 2
+    assert ring.derived_keys("p") == first and len(derivations) == 2  # a request's cost: none
+    assert ring.derived_keys("q") != first and len(derivations) == 4
+    assert first == LocalKeyring.load(path).derived_keys("p")  # same values as a fresh derive
+    ring.remove_key(old_id)
+    assert ring.derived_keys("p") == first[1:]
+    assert first[0] not in ring._derived.values()  # the removed key's secret is gone

@@ -1,7 +1,8 @@
 """The ``dynaseal`` command group: keys and tables (and, as they land, the operations jobs).
 
 One click group serves two entry points: the ``dynaseal`` console script and ``flask dynaseal``
-(the Flask extension registers this same group on ``app.cli``). Output never includes key
+(the Flask extension gives each app a group that serves these same command objects, plus the
+app's own). Output never includes key
 material or item values; a failure is one line on stderr and exit status 1, a usage error 2.
 """
 
@@ -25,7 +26,8 @@ class DynasealGroup(click.Group):
     """A click group that turns dynaseal and AWS errors into one line and exit status 1.
 
     Only the top-level group needs this: it wraps the invocation of every nested command, and
-    the wrapping travels with the group when Flask mounts it under ``flask dynaseal``.
+    the Flask extension's per-app group subclasses it, so the wrapping holds under
+    ``flask dynaseal`` too.
     """
 
     def invoke(self, ctx: click.Context) -> Any:

@@ -43,6 +43,7 @@ _FILE_TYPE = "dynaseal-local-keyset"
 _FILE_VERSION = 1
 _WRAP_LABEL = b"dynaseal/v1/local-wrap"
 _INDEX_LABEL = b"dynaseal/v1/blind-index"
+_MAX_DERIVED = 1024
 _APP_SECRET_LABEL = b"dynaseal/v1/app-secret"
 
 
@@ -110,6 +111,9 @@ class LocalKeyring(Keyring):
         self._index_root = index_root
         self._path = path
         self._reloaded_at = float("-inf")
+        # derived app secrets, keyed by (purpose, key id, key material): a web app asks for
+        # its token keys at every request, and an HKDF per key per request is pure waste
+        self._derived: dict[tuple[str, str, bytes], bytes] = {}
 
     # -- construction -----------------------------------------------------------------------
 
@@ -193,6 +197,7 @@ class LocalKeyring(Keyring):
             _atomic_write(target, current._to_json())
         self._keys = current._keys
         self._primary = current._primary
+        self._derived.clear()  # another process may have removed keys meanwhile
         self._index_root = current._index_root
         return key.key_id
 
@@ -215,6 +220,7 @@ class LocalKeyring(Keyring):
             _atomic_write(target, current._to_json())
         self._keys = current._keys
         self._primary = current._primary
+        self._derived.clear()  # a removed key's derived secrets go with it
 
     # -- keysets kept elsewhere (a secret) and multi-keyrings --------------------------------
 
@@ -300,6 +306,7 @@ class LocalKeyring(Keyring):
             return False
         self._keys = fresh._keys
         self._primary = fresh._primary
+        self._derived.clear()
         self._index_root = fresh._index_root
         return True
 
@@ -338,12 +345,19 @@ class LocalKeyring(Keyring):
         primary = self._primary
         keys = self._keys
         order = [k for k in list(keys.values()) if k.key_id != primary] + [keys[primary]]
-        return [
-            HKDF(hashes.SHA256(), 32, salt=None, info=_APP_SECRET_LABEL + b"".join(
-                len(p).to_bytes(4, "big") + p for p in (purpose.encode(), k.key_id.encode())
-            )).derive(k.material)
-            for k in order
-        ]
+        derived = self._derived
+        if len(derived) > _MAX_DERIVED:  # purposes are the caller's strings: stay bounded
+            derived.clear()
+        out = []
+        for k in order:
+            secret = derived.get((purpose, k.key_id, k.material))
+            if secret is None:
+                secret = HKDF(hashes.SHA256(), 32, salt=None, info=_APP_SECRET_LABEL + b"".join(
+                    len(p).to_bytes(4, "big") + p for p in (purpose.encode(), k.key_id.encode())
+                )).derive(k.material)
+                derived[(purpose, k.key_id, k.material)] = secret
+            out.append(secret)
+        return out
 
 
 def parse_keyset(text: str, path: Path | None = None) -> tuple[LocalKeyring | None, str]:
