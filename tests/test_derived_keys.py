@@ -122,3 +122,44 @@ def test_secrets_are_derived_once_per_purpose_and_key_and_dropped_with_the_key(t
     ring.remove_key(old_id)
     assert ring.derived_keys("p") == first[1:]
     assert first[0] not in ring._derived.values()  # the removed key's secret is gone
+
+
+def _secrets_in(values, secrets_):
+    text = "".join(repr(v) for v in values)
+    return [s for s in secrets_ if repr(s) in text or s in text.encode("latin-1", "replace")]
+
+
+def test_refused_purpose_leaves_no_derived_secret_in_frame_locals(tmp_path):
+    from support import dynaseal_locals
+
+    ring = LocalKeyring.generate(tmp_path / "keys.json")
+    cached = ring.derived_keys("session")  # now in the keyring's cache
+    materials = [base64.b64decode(m) for m in key_materials(tmp_path / "keys.json")]
+    with pytest.raises(ConfigError, match="encodable as UTF-8") as refused:
+        ring.derived_keys("x\ud800")
+    assert _secrets_in(dynaseal_locals(refused.value), [*cached, *materials]) == []
+
+
+def test_failure_while_deriving_leaves_no_derived_secret_in_frame_locals(tmp_path, monkeypatch):
+    import dynaseal.keyrings.local as local
+    from support import dynaseal_locals
+
+    ring = LocalKeyring.generate(tmp_path / "keys.json")
+    ring.rotate()
+    older = ring.derived_keys("session")[:1]  # the older key's secret is cached, the other not
+    ring._derived = {k: v for k, v in ring._derived.items() if v in older}
+    real_hkdf = local.HKDF
+
+    class Exhausted:  # the second key's derivation fails (as a MemoryError would)
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def derive(self, material):
+            raise MemoryError
+
+    monkeypatch.setattr(local, "HKDF", Exhausted)
+    with pytest.raises(MemoryError) as failed:
+        ring.derived_keys("session")
+    monkeypatch.setattr(local, "HKDF", real_hkdf)
+    assert _secrets_in(dynaseal_locals(failed.value), older) == []
+    assert ring.derived_keys("session")[:1] == older

@@ -111,9 +111,10 @@ class LocalKeyring(Keyring):
         self._index_root = index_root
         self._path = path
         self._reloaded_at = float("-inf")
-        # derived app secrets, keyed by (purpose, key id, key material): a web app asks for
-        # its token keys at every request, and an HKDF per key per request is pure waste
-        self._derived: dict[tuple[str, str, bytes], bytes] = {}
+        # derived app secrets, keyed by (purpose, key id): a web app asks for its token keys
+        # at every request, and an HKDF per key per request is pure waste. Replaced (never
+        # cleared in place) whenever the keys change, after them.
+        self._derived: dict[tuple[str, str], bytes] = {}
 
     # -- construction -----------------------------------------------------------------------
 
@@ -197,7 +198,7 @@ class LocalKeyring(Keyring):
             _atomic_write(target, current._to_json())
         self._keys = current._keys
         self._primary = current._primary
-        self._derived.clear()  # another process may have removed keys meanwhile
+        self._derived = {}  # another process may have removed keys meanwhile
         self._index_root = current._index_root
         return key.key_id
 
@@ -220,7 +221,7 @@ class LocalKeyring(Keyring):
             _atomic_write(target, current._to_json())
         self._keys = current._keys
         self._primary = current._primary
-        self._derived.clear()  # a removed key's derived secrets go with it
+        self._derived = {}  # a removed key's derived secrets go with it
 
     # -- keysets kept elsewhere (a secret) and multi-keyrings --------------------------------
 
@@ -306,7 +307,7 @@ class LocalKeyring(Keyring):
             return False
         self._keys = fresh._keys
         self._primary = fresh._primary
-        self._derived.clear()
+        self._derived = {}
         self._index_root = fresh._index_root
         return True
 
@@ -340,23 +341,39 @@ class LocalKeyring(Keyring):
         # nothing about another purpose's, nor about the key's use for wrapping data keys
         if not isinstance(purpose, str) or not purpose:
             raise ConfigError("derived_keys: the purpose must be a non-empty string")
+        try:  # before any secret is bound to a local of this frame
+            label = purpose.encode()
+        except UnicodeEncodeError:
+            raise ConfigError("derived_keys: the purpose must be encodable as UTF-8") from None
+        # the cache first, then the keys: a change of keys replaces the keys, then the cache,
+        # so a cache read here never holds secrets of keys this call does not see
+        cache = self._derived
+        if len(cache) > _MAX_DERIVED:  # purposes are the caller's strings: stay bounded
+            cache = self._derived = {}
         # the primary first: a reload replaces the keys before the primary, so the keys read
         # second always hold the primary read first (keys are only ever added)
         primary = self._primary
         keys = self._keys
         order = [k for k in list(keys.values()) if k.key_id != primary] + [keys[primary]]
-        derived = self._derived
-        if len(derived) > _MAX_DERIVED:  # purposes are the caller's strings: stay bounded
-            derived.clear()
-        out = []
-        for k in order:
-            secret = derived.get((purpose, k.key_id, k.material))
-            if secret is None:
-                secret = HKDF(hashes.SHA256(), 32, salt=None, info=_APP_SECRET_LABEL + b"".join(
-                    len(p).to_bytes(4, "big") + p for p in (purpose.encode(), k.key_id.encode())
-                )).derive(k.material)
-                derived[(purpose, k.key_id, k.material)] = secret
-            out.append(secret)
+        out: list[bytes] = []
+        secret: bytes | None = None
+        try:
+            for k in order:
+                secret = cache.get((purpose, k.key_id))
+                if secret is None:
+                    kid = k.key_id.encode()
+                    secret = HKDF(hashes.SHA256(), 32, salt=None, info=_APP_SECRET_LABEL + (
+                        len(label).to_bytes(4, "big") + label + len(kid).to_bytes(4, "big") + kid
+                    )).derive(k.material)
+                    cache[(purpose, k.key_id)] = secret
+                out.append(secret)
+        except BaseException:
+            # no derived secret stays in this frame's locals, where an error reporter that
+            # records them would find it (a dict or list repr shows bytes in full)
+            out.clear()
+            cache = {}
+            secret = None
+            raise
         return out
 
 
