@@ -137,6 +137,9 @@ def _limit_decorated_routes_only(app: Flask, limiter: Limiter, limited: frozense
     two run for the ``limited`` endpoints only (where they charge the failed logins): the
     other routes (``GET /users/<id>`` above all) no longer pay for the limiter on each
     request. Should app-wide limits be configured, every hook stays as flask-limiter set it.
+    A route gets a limit through its operation's ``limited`` flag (``api.operation``), which is
+    where ``limited`` comes from: a limit decorated onto another route some other way would be
+    checked but never charged by ``deduct_when``, so declare it there.
     """
     if any(app.config.get(key) for key in _APP_WIDE_LIMITS) or (
             limiter.limit_manager.default_limits or limiter.limit_manager.application_limits):
