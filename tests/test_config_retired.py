@@ -13,7 +13,7 @@ from dynaseal import ConfigError, DynasealError, KmsKeyring, MultiKeyring
 from dynaseal.config import Config
 from dynaseal.iam import iam_policy
 from dynaseal.ops.retire import mark_retired
-from support import base_doc
+from support import base_doc, dynaseal_locals
 
 A = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 B = "arn:aws:kms:eu-west-1:111122223333:key/9999abcd-12ab-34cd-56ef-1234567890ab"
@@ -115,8 +115,9 @@ def test_mark_retired_adds_one_line_after_key_id_and_nothing_else(tmp_path: Path
     assert path.read_text() == before.replace(line, line + note_line("    "))
     assert os.stat(path).st_mode & 0o777 == 0o640
     assert [o.retired for o in Config.load(path).keyring_settings.others] == [True, False]
-    with pytest.raises(DynasealError, match=r"no \[\[keyring.others\]\] KMS entry for"):
-        mark_retired(path, A)  # already retired: nothing left to mark
+    marked_once = path.read_bytes()
+    assert mark_retired(path, A) == []  # already retired (by another run): nothing to mark
+    assert path.read_bytes() == marked_once
     assert mark_retired(path, C) == ["keyring.others[1]"]
     assert path.read_text().endswith(f'key_id = "{C}"\n{note_line()}\n[tables.users]\n'
                                      'partition_key = "user_id"\n')
@@ -172,3 +173,75 @@ def test_a_writer_waiting_on_the_lock_edits_the_file_as_it_is_then(tmp_path: Pat
     waiter.join(10)
     assert result == [["keyring.others[0]"]]
     assert [o.retired for o in Config.load(path).keyring_settings.others] == [True, True]
+
+
+MARKER = "do-not-echo-0f1e2d"
+"""A comment in the broken configs below: it must not reach any message or frame local."""
+
+
+def _no_text(error: DynasealError, path: Path) -> None:
+    """No file contents in the message, in a chained exception or in a dynaseal frame's
+    locals (as an error reporter recording frame locals would see them)."""
+    assert MARKER not in str(error)
+    assert error.__context__ is None and error.__cause__ is None
+    for value in dynaseal_locals(error):
+        assert not isinstance(value, str | bytes | bytearray | dict | list) or (
+            MARKER not in str(value)), value
+
+
+@pytest.mark.parametrize("content, reason", [
+    (TEXT + f"# {MARKER}\nbroken = = 1\n",
+     "not valid TOML (Invalid value (at line 24, column 10))"),
+    (TEXT + f"# {MARKER} \udcff\n", "not UTF-8 text"),
+], ids=["not-toml", "not-utf8"])
+def test_a_config_that_cannot_be_read_is_an_error_naming_the_file_not_its_text(
+        tmp_path: Path, content: str, reason: str) -> None:
+    path = write(tmp_path, "")
+    path.write_bytes(content.replace("{A}", A).replace("{B}", B).replace("{C}", C)
+                     .encode("utf-8", "surrogateescape"))
+    before = path.read_bytes()
+    with pytest.raises(DynasealError) as e:
+        mark_retired(path, A)
+    assert str(e.value) == f"{path}: cannot update: {reason}"
+    _no_text(e.value, path)
+    assert path.read_bytes() == before
+
+
+def test_a_missing_config_is_an_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(DynasealError) as e:
+        mark_retired(tmp_path / "gone.toml", A)
+    assert str(e.value) == f"{tmp_path / 'gone.toml'}: cannot update: No such file or directory"
+
+
+def test_a_failed_write_is_an_error_and_leaves_the_file_and_no_temporary(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    path = write(tmp_path, TEXT + f"# {MARKER}\n")
+    before = path.read_bytes()
+    real_replace = os.replace
+
+    def full_disk(src: Any, dst: Any) -> None:
+        # a full file system cannot be made here without privileges: the rename fails as
+        # it would then (ENOSPC), through the real os.replace's signature
+        if Path(dst) == path:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(DynasealError) as e:
+        mark_retired(path, A)
+    assert str(e.value) == f"{path}: cannot update: No space left on device"
+    _no_text(e.value, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dynaseal.toml"]
+
+
+def test_the_replaced_config_keeps_its_owner_and_group(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to another owner needs root")
+    path = write(tmp_path, TEXT, 0o640)
+    os.chown(path, 4321, 8765)
+    assert mark_retired(path, A) == ["keyring.others[0]"]
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (4321, 8765, 0o640)
