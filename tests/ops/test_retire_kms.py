@@ -24,6 +24,8 @@ from dynaseal import (
 from dynaseal.cli import main
 from dynaseal.config import Config
 from dynaseal.keyrings.secrets_manager import create_secret_keyset, read_secret_keyset
+from dynaseal.ops.engine import RunOptions
+from dynaseal.ops.retire import Retirement, mark_retired, retire_key
 
 USERS = Schema("user_id", sign=["created_at"])
 ORDERS = Schema("order_id")
@@ -315,3 +317,149 @@ def test_flask_dynaseal_keys_retire_is_the_same_command(env: dict[str, Any]) -> 
                                     "is sealed under it; marked retired = true at "
                                     f"keyring.others[0] in {config}\n")
     assert Config.load(config).keyring_settings.others[0].retired is True
+
+
+# -- the decision re-taken under the config's lock (another run may retire a key meanwhile) --
+
+OTHER_KMS = """
+[[keyring.others]]
+type = "kms"
+key_id = "{third}"
+"""
+
+
+def run(config: Path, key_id: str, meanwhile: Any = None) -> Retirement:
+    """retire_key as the command runs it; ``meanwhile`` is another run's edit, made between
+    this run's census and its final decision."""
+    return retire_key(Config.load(config), key_id, RunOptions(), before_decision=meanwhile)
+
+
+def test_two_runs_retiring_the_two_keys_items_are_under_cannot_both_succeed(
+        env: dict[str, Any]) -> None:
+    old, kms = env["old"], env["kms"]
+    third = kms.create_key()["KeyMetadata"]["Arn"]
+    # sealed before the move to B by a keyring of A and C: every item is under {A, C}
+    seal(env["users_table"], USERS,
+         MultiKeyring(KmsKeyring(old, client=kms), [KmsKeyring(third, client=kms)]), range(3))
+    config = write(env, HEAD, OLD_KMS, OTHER_KMS, TAIL, third=third)
+    # run A retires key A (its census sees C held); run B retires C during that census
+    result = run(config, old, lambda: mark_retired(config, third))
+    assert (result.status, result.lines) == (1, [
+        f"refused: 3 items are sealed under key {old} and no other key the config holds now "
+        "(table users: 3): the config or a key file changed during the census (another "
+        "'dynaseal keys retire'?); nothing changed"])
+    assert [o.retired for o in Config.load(config).keyring_settings.others] == [False, True]
+    users = Config.load(config).sealed_table("users")
+    assert users.get_item({"user_id": "u001"})["name"] == "n1"  # A still opens them
+
+
+def test_a_keyset_key_is_not_destroyed_when_the_other_key_went_during_the_census(
+        env: dict[str, Any]) -> None:
+    old, kms = env["old"], env["kms"]
+    keys = LocalKeyring.generate(env["dir"] / "keys.json")
+    first = keys.primary_key_id
+    seal(env["users_table"], USERS, MultiKeyring(keys, [KmsKeyring(old, client=kms)]), range(4))
+    second = keys.rotate()  # the items are under {first, A}
+    local_other = '\n[[keyring.others]]\ntype = "local"\npath = "keys.json"\n'
+    config = write(env, HEAD, local_other, OLD_KMS, TAIL)
+    result = run(config, first, lambda: mark_retired(config, old))
+    assert (result.status, result.lines) == (1, [
+        f"refused: 4 items are sealed under key {first} and no other key the config holds "
+        "now (table users: 4): the config or a key file changed during the census (another "
+        "'dynaseal keys retire'?); nothing changed"])
+    assert LocalKeyring.load(keys.path).key_ids == (first, second)
+    users = Config.load(config).sealed_table("users")
+    assert users.get_item({"user_id": "u002"})["name"] == "n2"
+
+
+def test_a_key_another_run_retired_during_the_census_is_already_retired(
+        env: dict[str, Any]) -> None:
+    old = env["old"]
+    config = write(env, HEAD, OLD_KMS, TAIL)
+    result = run(config, old, lambda: mark_retired(config, old))
+    assert (result.status, result.lines[0]) == (
+        0, f"key {old} is already retired (keyring.others[0] in {config}); nothing changed")
+
+    keys = LocalKeyring.generate(env["dir"] / "keys.json")
+    first = keys.primary_key_id
+    keys.rotate()
+    config = write(env, HEAD, '\n[[keyring.others]]\ntype = "local"\npath = "keys.json"\n',
+                   TAIL)
+    result = run(config, first, lambda: LocalKeyring.load(keys.path).remove_key(first))
+    assert (result.status, result.lines) == (0, [
+        f"key {first} is no longer in the configured keyring (removed during the census); "
+        "nothing changed"])
+
+
+def test_items_whose_header_this_version_cannot_read_refuse_retirement(
+        env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    old = env["old"]
+    config = write(env, HEAD, OLD_KMS, TAIL)
+    original = config.read_text(encoding="utf-8")
+    # a header of a format version this version does not know, and one cut short
+    env["orders_table"].put_item(Item={"order_id": "o1", "_ds": bytes([99]) + bytes(40)})
+    env["orders_table"].put_item(Item={"order_id": "o2", "_ds": bytes([1, 0, 1]) + bytes(30)})
+    status, out, err = retire(config, old, capsys)
+    assert (status, out) == (1, "")
+    assert err == (f"refused: 2 items have a header this version cannot read (table orders: "
+                   f"2); any of them may be sealed under key {old}: see 'dynaseal audit TABLE', "
+                   "then repair or delete them\n")
+    assert config.read_text(encoding="utf-8") == original
+
+
+def test_a_failed_removal_says_what_was_already_done(
+        env: dict[str, Any], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import shutil
+
+    keys = LocalKeyring.generate(env["dir"] / "keys.json")
+    first = keys.primary_key_id
+    second = keys.rotate()
+    shutil.copy2(keys.path, env["dir"] / "copy.json")  # the same keyset kept in two files
+    locals_ = ('\n[[keyring.others]]\ntype = "local"\npath = "keys.json"\n'
+               '\n[[keyring.others]]\ntype = "local"\npath = "copy.json"\n')
+    config = write(env, HEAD, locals_, TAIL)
+    settings = Config.load(config).keyring_settings.others
+    kept, failing = settings[0].path, settings[1].path
+    assert kept is not None and failing is not None
+    real_replace = os.replace
+
+    def full_disk(src: Any, dst: Any) -> None:
+        # no full file system without privileges: the rename over copy.json fails as it
+        # would then (ENOSPC)
+        if Path(dst).name == "copy.json":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    status, out, err = retire(config, first, capsys)
+    assert (status, out) == (2, "")
+    assert err == (f"dynaseal: error: {failing}: cannot update: No space left on device; "
+                   f"already done: removed from {kept}\n")
+    monkeypatch.undo()
+    assert LocalKeyring.load(kept).key_ids == (second,)
+    assert LocalKeyring.load(failing).key_ids == (first, second)
+
+
+def test_a_config_that_cannot_be_written_is_exit_2_with_the_reason(
+        env: dict[str, Any], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    config = write(env, HEAD, OLD_KMS, TAIL)
+    original = config.read_text(encoding="utf-8")
+    real_replace = os.replace
+
+    def full_disk(src: Any, dst: Any) -> None:
+        # no full file system without privileges: the rename fails as it would then
+        if Path(dst) == config:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    status, out, err = retire(config, env["old"], capsys)
+    assert (status, out) == (2, "")
+    assert err == f"dynaseal: error: {config}: cannot update: No space left on device\n"
+    assert config.read_text(encoding="utf-8") == original
+    assert [p.name for p in env["dir"].iterdir()] == ["dynaseal.toml"]
