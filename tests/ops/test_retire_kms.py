@@ -463,3 +463,12 @@ def test_a_config_that_cannot_be_written_is_exit_2_with_the_reason(
     assert err == f"dynaseal: error: {config}: cannot update: No space left on device\n"
     assert config.read_text(encoding="utf-8") == original
     assert [p.name for p in env["dir"].iterdir()] == ["dynaseal.toml"]
+
+
+def test_a_config_that_cannot_be_read_is_exit_2_not_a_traceback(
+        env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    config = env["dir"] / "dynaseal.toml"
+    config.mkdir()  # the path names a directory: open() fails with EISDIR
+    status, out, err = retire(config, env["old"], capsys)
+    assert (status, out) == (2, "")
+    assert err == f"dynaseal: error: {config}: Is a directory\n"

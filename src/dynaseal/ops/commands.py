@@ -108,6 +108,9 @@ def _exit_2_on_error(f: Callable[..., int]) -> Callable[..., int]:
             click.echo(f"dynaseal: error: {e}", err=True)
         except (BotoCoreError, ClientError) as e:
             click.echo(f"dynaseal: error: AWS request failed: {e}", err=True)
+        except OSError as e:  # a file that cannot be read or written: an error, not "refused"
+            where = f"{e.filename}: " if e.filename else ""
+            click.echo(f"dynaseal: error: {where}{e.strerror or e}", err=True)
         return 2
 
     return wrapper
