@@ -407,10 +407,24 @@ def test_items_whose_header_this_version_cannot_read_refuse_retirement(
     assert config.read_text(encoding="utf-8") == original
 
 
+def full_disk_for(monkeypatch: pytest.MonkeyPatch, target: Path) -> None:
+    """Renames onto ``target`` fail with ENOSPC, as on a full file system (which cannot be
+    made here without privileges); every other rename is the real os.replace."""
+    import errno
+
+    real_replace = os.replace
+
+    def full_disk(src: Any, dst: Any) -> None:
+        if Path(dst).resolve() == target.resolve():
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+
+
 def test_a_failed_removal_says_what_was_already_done(
         env: dict[str, Any], capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import errno
     import shutil
 
     keys = LocalKeyring.generate(env["dir"] / "keys.json")
@@ -423,16 +437,7 @@ def test_a_failed_removal_says_what_was_already_done(
     settings = Config.load(config).keyring_settings.others
     kept, failing = settings[0].path, settings[1].path
     assert kept is not None and failing is not None
-    real_replace = os.replace
-
-    def full_disk(src: Any, dst: Any) -> None:
-        # no full file system without privileges: the rename over copy.json fails as it
-        # would then (ENOSPC)
-        if Path(dst).name == "copy.json":
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", full_disk)
+    full_disk_for(monkeypatch, failing)
     status, out, err = retire(config, first, capsys)
     assert (status, out) == (2, "")
     assert err == (f"dynaseal: error: {failing}: cannot update: No space left on device; "
@@ -445,19 +450,9 @@ def test_a_failed_removal_says_what_was_already_done(
 def test_a_config_that_cannot_be_written_is_exit_2_with_the_reason(
         env: dict[str, Any], capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import errno
-
     config = write(env, HEAD, OLD_KMS, TAIL)
     original = config.read_text(encoding="utf-8")
-    real_replace = os.replace
-
-    def full_disk(src: Any, dst: Any) -> None:
-        # no full file system without privileges: the rename fails as it would then
-        if Path(dst) == config:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", full_disk)
+    full_disk_for(monkeypatch, config)
     status, out, err = retire(config, env["old"], capsys)
     assert (status, out) == (2, "")
     assert err == f"dynaseal: error: {config}: cannot update: No space left on device\n"
@@ -472,3 +467,19 @@ def test_a_config_that_cannot_be_read_is_exit_2_not_a_traceback(
     status, out, err = retire(config, env["old"], capsys)
     assert (status, out) == (2, "")
     assert err == f"dynaseal: error: {config}: Is a directory\n"
+
+
+def test_a_table_configured_during_the_census_refuses_the_retirement(
+        env: dict[str, Any]) -> None:
+    old = env["old"]
+    config = write(env, HEAD, OLD_KMS, TAIL)
+
+    def add_table() -> None:  # a table the census did not see: its items were not counted
+        with config.open("a", encoding="utf-8") as f:
+            f.write('\n[tables.extra]\ntable_name = "extra"\npartition_key = "k"\n')
+
+    result = run(config, old, add_table)
+    assert (result.status, result.lines) == (1, [
+        f"refused: the tables configured in {config} changed during the census; nothing "
+        "changed, run 'dynaseal keys retire' again"])
+    assert [o.retired for o in Config.load(config).keyring_settings.others] == [False]

@@ -14,7 +14,10 @@ Where the key lives decides what retiring it means:
 
 Either way only after the census of every configured table finds no item that depends on the
 key: an item naming it and no other key the keyring still holds (a multi keyring wraps every
-item for each of its keys, so "naming it" alone would never reach zero).
+item for each of its keys, so "naming it" alone would never reach zero), and no item whose
+header cannot be read (it may be under the key). That check is made again, from the counts
+already taken, under the config file's lock right before anything changes: see
+:func:`retire_key`.
 """
 
 from __future__ import annotations
