@@ -171,6 +171,21 @@ def test_missing_default_file(tmp_path, monkeypatch):
         Config.load()
 
 
+def test_a_config_that_is_not_utf8_is_a_config_error_quoting_nothing(tmp_path):
+    path = tmp_path / "dynaseal.toml"
+    path.write_bytes(b'[keyring]\ntype = "local"\npath = "k\xff\xfesecret.json"\n')
+    with pytest.raises(ConfigError) as e:
+        Config.load(path)
+    assert str(e.value) == f"{path}: not UTF-8 text, which TOML must be"
+    assert e.value.__cause__ is None and e.value.__suppress_context__
+
+
+def test_a_config_that_cannot_be_read_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        Config.load(tmp_path)  # a directory
+    assert str(e.value) == f"{tmp_path}: cannot read the config file: Is a directory"
+
+
 # -- errors: each names the file, the table and the field ----------------------------------
 
 

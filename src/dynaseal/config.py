@@ -147,6 +147,10 @@ class Config:
             raise ConfigError(f"{p}: config file not found") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{p}: not valid TOML ({e})") from None
+        except UnicodeDecodeError:  # the message would quote bytes of the file
+            raise ConfigError(f"{p}: not UTF-8 text, which TOML must be") from None
+        except OSError as e:  # unreadable, a directory, ...: a clear error, not a traceback
+            raise ConfigError(f"{p}: cannot read the config file: {e.strerror}") from None
         return cls.from_dict(doc, p)
 
     @classmethod
