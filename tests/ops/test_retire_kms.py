@@ -466,7 +466,7 @@ def test_a_config_that_cannot_be_read_is_exit_2_not_a_traceback(
     config.mkdir()  # the path names a directory: open() fails with EISDIR
     status, out, err = retire(config, env["old"], capsys)
     assert (status, out) == (2, "")
-    assert err == f"dynaseal: error: {config}: Is a directory\n"
+    assert err == f"dynaseal: error: {config}: cannot read the config file: Is a directory\n"
 
 
 def test_a_table_configured_during_the_census_refuses_the_retirement(
