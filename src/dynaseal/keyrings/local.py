@@ -17,7 +17,6 @@ import logging
 import os
 import secrets
 import stat
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import ConfigError, DynasealError
+from ..files import fsync_dir, replace_atomically, write_beside
 from .interface import PROVIDER_LOCAL, DataKey, Keyring, UnwrapError, WrappedKey
 
 __all__ = ["KeyInfo", "LocalKeyring", "parse_keyset"]
@@ -131,7 +131,7 @@ class LocalKeyring(Keyring):
         if os.path.lexists(p):
             raise DynasealError(f"{p}: a key file already exists; refusing to overwrite it")
         try:
-            tmp = _write_private(p, ring._to_json())
+            tmp = write_beside(p, ring._to_json().encode("utf-8"), 0o600)
         except OSError as e:
             raise DynasealError(f"{p}: cannot create the key file ({e.strerror})") from None
         exists = False
@@ -143,7 +143,7 @@ class LocalKeyring(Keyring):
             os.unlink(tmp)
         if exists:
             raise DynasealError(f"{p}: a key file already exists; refusing to overwrite it")
-        _fsync_dir(p.parent)
+        fsync_dir(p.parent)
         return ring
 
     @classmethod
@@ -195,7 +195,7 @@ class LocalKeyring(Keyring):
             key = _make_key(_new_key_id(list(current._keys)))
             current._keys[key.key_id] = key
             current._primary = key.key_id
-            _atomic_write(target, current._to_json())
+            _write_keyset(target, current._to_json())
         self._keys = current._keys
         self._primary = current._primary
         self._derived = {}  # another process may have removed keys meanwhile
@@ -218,7 +218,7 @@ class LocalKeyring(Keyring):
             if key_id == current._primary:
                 raise DynasealError(f"{target}: key {key_id} is the primary key; rotate first")
             del current._keys[key_id]
-            _atomic_write(target, current._to_json())
+            _write_keyset(target, current._to_json())
         self._keys = current._keys
         self._primary = current._primary
         self._derived = {}  # a removed key's derived secrets go with it
@@ -486,35 +486,6 @@ def _read_private(p: Path) -> tuple[str | None, str | None]:
     return None, f"{p}: not a valid dynaseal keyset (not UTF-8 text)"
 
 
-def _write_private(path: Path, data: str) -> str:
-    """Write ``data`` to a new 0600 temporary file beside ``path``, synced; return its name."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except BaseException:
-        data = ""  # the keyset's text must not stay in the locals of a raising frame
-        raise
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        data = ""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return tmp
-
-
-def _fsync_dir(directory: Path) -> None:
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     lock_path = path.with_name(path.name + ".lock")
@@ -527,15 +498,9 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _atomic_write(path: Path, data: str) -> None:
+def _write_keyset(path: Path, text: str) -> None:
+    """Replace the keyset file whole, readable by its owner only."""
     try:
-        tmp = _write_private(path, data)
+        replace_atomically(path, text.encode("utf-8"), 0o600)
     finally:
-        data = ""  # no keyset text in this frame's locals if anything below raises
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+        text = ""  # no keyset text in this frame's locals if anything raises

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DynasealError
+from ..files import replace_atomically
 from ..keyrings.interface import PROVIDER_AWS_KMS, PROVIDER_LOCAL, Keyring
 from ..keyrings.kms import KmsKeyring
 from ..keyrings.local import LocalKeyring
@@ -473,28 +473,9 @@ def _stat(path: Path) -> os.stat_result | None:
 
 
 def _replace(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` (same directory, so the same file
-    system), flush it to disk, give it the mode and owner of ``path`` and move it over
-    ``path`` in one rename. (Changing the owner needs privileges: a process that has none
-    can only have created a file of its own, which is the owner already.)"""
+    """Replace the config file whole, with its mode and owner (:mod:`dynaseal.files`)."""
     st = os.stat(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), st.st_mode & 0o7777)
-            with contextlib.suppress(PermissionError):  # EPERM: see above
-                os.fchown(f.fileno(), st.st_uid, st.st_gid)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        data = b""  # the config's text must not stay in this frame's locals
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
+        replace_atomically(path, data, st.st_mode & 0o7777, (st.st_uid, st.st_gid))
     finally:
-        os.close(dir_fd)
+        data = b""  # the config's text must not stay in this frame's locals
