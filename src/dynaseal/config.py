@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
+
 from .blind_index import BlindIndex
 from .connection import check_endpoint, connect
 from .errors import ConfigError, DynasealError
@@ -135,6 +137,8 @@ class Config:
     tables: dict[str, TableSettings]
     _keyring: Keyring | None = field(default=None, repr=False)
     _resource: Any = field(default=None, repr=False)
+    _client: Any = field(default=None, repr=False)
+    _session: Any = field(default=None, repr=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> Config:
@@ -200,15 +204,28 @@ class Config:
     def resource(self) -> Any:
         """The guarded boto3 DynamoDB resource (built once)."""
         if self._resource is None:
-            s = self.dynamodb
-            try:
-                self._resource = connect("dynamodb", region=s.region, endpoint_url=s.endpoint_url,
-                                         verify=s.verify, use_ssl=s.use_ssl,
-                                         max_attempts=s.max_attempts,
-                                         max_pool_connections=s.max_pool_connections)
-            except ConfigError as e:
-                raise ConfigError(f"{self.path}: dynamodb: {e}") from None
+            self._resource = self._connect(resource=True)
         return self._resource
+
+    def client(self) -> Any:
+        """The guarded low-level DynamoDB client (built once, from the same boto3 session and
+        settings as :meth:`resource`): DynamoDB's wire format, no conversion of values."""
+        if self._client is None:
+            self._client = self._connect(resource=False)
+        return self._client
+
+    def _connect(self, *, resource: bool) -> Any:
+        s = self.dynamodb
+        if self._session is None:
+            self._session = boto3.session.Session()
+        try:
+            return connect("dynamodb", region=s.region, endpoint_url=s.endpoint_url,
+                           verify=s.verify, use_ssl=s.use_ssl, session=self._session,
+                           resource=resource, max_attempts=s.max_attempts,
+                           max_pool_connections=s.max_pool_connections,
+                           warn_loopback=resource or self._resource is None)
+        except ConfigError as e:
+            raise ConfigError(f"{self.path}: dynamodb: {e}") from None
 
     def settings(self, name: str) -> TableSettings:
         try:
@@ -221,7 +238,8 @@ class Config:
         t = self.settings(name)
         reader = self.migration_reader(name, t.migrating_from) if t.migrating_from else None
         return SealedTable(self.resource().Table(t.table_name), schema=t.schema,
-                           keyring=self.keyring(), migrating_from=reader)
+                           keyring=self.keyring(), migrating_from=reader,
+                           wire_client=self.client())
 
     def migration_reader(self, name: str, source: str,
                          overrides: Mapping[str, Any] | None = None) -> Any:

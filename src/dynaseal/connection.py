@@ -143,11 +143,13 @@ def connect(
     resource: bool = True,
     max_attempts: int = 5,
     max_pool_connections: int | None = None,
+    warn_loopback: bool = True,
 ) -> Any:
     """A boto3 resource (or client) for ``service`` after the transport checks pass.
 
     ``max_pool_connections``: botocore's connection pool size (None: botocore's default, 10),
-    for processes whose threads share one client."""
+    for processes whose threads share one client. ``warn_loopback``: log the warning about
+    plaintext HTTP to a loopback endpoint (a second connection to it can skip saying it again)."""
     check_verify(verify)
     for variable in ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE"):
         if variable in os.environ and not os.environ[variable].strip():
@@ -183,7 +185,7 @@ def connect(
     client = built.meta.client if resource else built
     resolved = client.meta.endpoint_url
     source = "endpoint_url" if endpoint_url else "endpoint from the AWS environment or config"
-    check_endpoint(resolved, source=source, warn=True)
+    check_endpoint(resolved, source=source, warn=warn_loopback)
     return built
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Key
 from boto3.dynamodb.table import BatchWriter
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from .conditions import unchanged_condition
@@ -38,6 +39,25 @@ _PARTIAL_READ_ARGS = frozenset({"ProjectionExpression", "AttributesToGet"})
 _BATCH_GET_LIMIT = 100
 _MAX_BATCH_ATTEMPTS = 8
 _MAX_UPDATE_ATTEMPTS = 50
+# the conversions boto3's resource layer applies, applied by hand on the wire-client path
+_to_wire = TypeSerializer().serialize
+_from_wire = TypeDeserializer().deserialize
+
+
+def _check_wire_client(wire: Any, resource_client: Any) -> None:
+    """Refuse a wire client that is not a plain DynamoDB client of the table's own endpoint
+    and region: reads through it must reach the table the seal names, and a resource's
+    client would convert the already converted key a second time."""
+    meta = getattr(wire, "meta", None)
+    service = getattr(getattr(meta, "service_model", None), "service_name", None)
+    if service != "dynamodb":
+        raise TypeError("wire_client: must be a boto3 DynamoDB client")
+    if wire is resource_client or getattr(meta, "events", None) is resource_client.meta.events:
+        raise TypeError("wire_client: must be a low-level client (session.client), not the "
+                        "table resource's own client")
+    for attribute in ("endpoint_url", "region_name"):
+        if getattr(meta, attribute) != getattr(resource_client.meta, attribute):
+            raise TypeError(f"wire_client: its {attribute} differs from the table's")
 
 
 def _backoff(attempt: int) -> None:
@@ -56,10 +76,18 @@ class SealedTable:
     which still converts Python values to and from DynamoDB's wire format), never through the
     ``Table`` resource itself, and everything built lazily is built here, up front. The
     keyring must be thread-safe too (the keyrings dynaseal ships are).
+
+    ``wire_client``: optional, a low-level DynamoDB client (``session.client("dynamodb")``,
+    not a resource's client) for the same account, region and endpoint as ``table``;
+    :meth:`dynaseal.Config.sealed_table` passes one. ``get_item`` then goes through it and
+    converts the stored item itself: boto3's resource layer walks every attribute of every
+    response against the service model before converting it, which costs a sealed read about
+    as much as verifying and decrypting the item does. The result is the same either way.
     """
 
     def __init__(self, table: Any, *, schema: Schema, keyring: Keyring,
-                 migrating_from: MigrationReader | None = None) -> None:
+                 migrating_from: MigrationReader | None = None,
+                 wire_client: Any = None) -> None:
         self._table = table
         self.migrating_from = migrating_from
         """During a migration (``dynaseal migrate``): reads items not yet sealed, so the app
@@ -67,6 +95,9 @@ class SealedTable:
         IntegrityError. See :mod:`dynaseal.readers`."""
         self._client: Any = table.meta.client
         self.name: str = table.name
+        if wire_client is not None:
+            _check_wire_client(wire_client, self._client)
+        self._wire: Any = wire_client
         self.schema = schema
         self.sealer = ItemSealer(self.name, schema, keyring)
         self._unique: Any = None
@@ -134,8 +165,15 @@ class SealedTable:
         """Read, verify and decrypt one item; None if it does not exist."""
         _refuse(kwargs, {"Key"} | _PARTIAL_READ_ARGS, "get_item")
         k = self._key(key)
-        stored = self._request("get_item", key=k, Key=k, **kwargs).get("Item")
-        return None if stored is None else self._open(stored)
+        if self._wire is None:
+            stored = self._request("get_item", key=k, Key=k, **kwargs).get("Item")
+            return None if stored is None else self._open(stored)
+        wire = self._request("get_item", key=k, target=self._wire, TableName=self.name,
+                             Key={name: _to_wire(value) for name, value in k.items()},
+                             **kwargs).get("Item")
+        if wire is None:
+            return None
+        return self._open({name: _from_wire(value) for name, value in wire.items()})
 
     def delete_item(self, key: Mapping[str, Any], **kwargs: Any) -> dict[str, Any] | None:
         """Delete one item. With ``ReturnValues="ALL_OLD"`` returns the opened old item."""
