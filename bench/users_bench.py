@@ -30,7 +30,7 @@ from dynaseal_users.devserver import gunicorn_command, stop
 SECONDS = int(os.environ.get("USERS_BENCH_SECONDS", "5"))
 """Seconds per GET run (ROUNDS alternating runs per target); POST /sessions runs once for
 SESSION_ROUNDS * SECONDS."""
-ROUNDS = 6
+ROUNDS = 8
 """GET runs per target, alternating: on two shared cores one run swings by +-15%, so the
 ratio is read from several pairs (each run against its neighbour of the other app)."""
 SESSION_ROUNDS = 3
@@ -132,7 +132,10 @@ def _locust(tmp: Path, base: str, route: str, data: list[dict[str, str]], tag: s
     env = {**os.environ, "USERS_BENCH_DATA": str(data_path), "USERS_BENCH_ROUTE": route}
     with open(tmp / f"{tag}.locust.log", "wb") as log:  # its summary goes to stderr
         subprocess.run([sys.executable, "-m", "locust", "-f", str(tmp / "locustfile.py"),
-                        "--headless", "-u", str(LOCUST_USERS), "-r", str(LOCUST_USERS),
+                        # every user at once, and the counts start when all are running:
+                        # the run measures the steady state, not the ramp
+                        "--headless", "-u", str(LOCUST_USERS), "-r", str(LOCUST_USERS * 100),
+                        "--reset-stats",
                         "-t", f"{seconds}s", "--host", base, "--csv", str(prefix),
                         "--only-summary", "--loglevel", "ERROR", "--exit-code-on-error", "0"],
                        env=env, check=True, stdout=log, stderr=log, cwd=tmp)

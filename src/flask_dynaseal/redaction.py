@@ -67,9 +67,12 @@ _VALUE = re.compile(_QUOTED + r"|(?:bearer|basic)[ \t]+[^\s,;&]+"
 _SENSITIVE_NAME = re.compile(_NAME_RE, re.IGNORECASE)
 _CREDENTIAL = re.compile(r"(?i)\b(?P<scheme>bearer|basic)\s+[A-Za-z0-9\-._~+/]+=*")
 _ARGON2 = re.compile(r"\$argon2(?:id|i|d)\$[A-Za-z0-9$=,+/.]+")
+_AWS_KEY_PREFIXES = ("AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "AROA", "ANPA",
+                     "ANVA", "APKA")
 _AWS_KEY_ID = re.compile(
-    r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|AROA|ANPA|ANVA|APKA)[A-Z0-9]{16}"
-    r"(?![A-Z0-9])")
+    r"(?<![A-Z0-9])(?:" + "|".join(_AWS_KEY_PREFIXES) + r")[A-Z0-9]{16}(?![A-Z0-9])")
+# what _SENSITIVE_NAME matches, as plain substrings of ASCII text (see _could_name)
+_NAME_SUBSTRINGS = (*(p for p in _NAME_PARTS if p != "api_key"), "api_key", "api-key")
 # also URL-encoded (``ada%40example.com`` in a query string of an access log)
 _EMAIL = re.compile(r"(?<![\w.+%-])(?:[\w.+-]|%[0-9A-Fa-f]{2})+(?:@|%40)[\w-]+(?:\.[\w-]+)+")
 _SSN = re.compile(r"(?<![\w-])\d{3}(?P<sep>[- ])\d{2}(?P=sep)\d{4}(?![\w-])")
@@ -136,16 +139,27 @@ def redact(text: str, names: Iterable[str] = ()) -> str:
     return _redact(text, frozenset(n.lower() for n in names))
 
 
+def _could_name(lowered: str, exact: frozenset[str]) -> bool:
+    """Could :func:`_redact_named` find a sensitive name in this ASCII text, lower-cased?
+    In ASCII, a case-insensitive match of a name part (or a name) is a substring of the
+    lower-cased text; outside ASCII, case rules (the long s, the Kelvin sign, a final sigma) make
+    that untrue, so only ASCII text takes this shortcut."""
+    return (any(part in lowered for part in _NAME_SUBSTRINGS)
+            or any(name in lowered for name in exact))
+
+
 def _redact(text: str, exact: frozenset[str]) -> str:
     if not text:
         return text
-    text = _redact_named(text, exact)
+    if not text.isascii() or _could_name(text.lower(), exact):
+        text = _redact_named(text, exact)
     lowered = text.lower()  # substring checks skip patterns that cannot match (most lines)
     if "bearer" in lowered or "basic" in lowered:
         text = _CREDENTIAL.sub(lambda m: f"{m.group('scheme')} {REDACTED}", text)
     if "$argon2" in text:
         text = _ARGON2.sub("[REDACTED:argon2]", text)
-    text = _AWS_KEY_ID.sub("[REDACTED:aws-key-id]", text)
+    if any(prefix in text for prefix in _AWS_KEY_PREFIXES):  # the pattern is case-sensitive
+        text = _AWS_KEY_ID.sub("[REDACTED:aws-key-id]", text)
     if "@" in text or "%40" in text:
         text = _EMAIL.sub("[REDACTED:email]", text)
     text = _SSN.sub("[REDACTED:ssn]", text)
