@@ -60,6 +60,28 @@ def test_every_type_opens_to_the_same_item_on_both_paths(pair: tuple[SealedTable
     assert via_wire["s-binary-set"] == via_resource["s-binary-set"]  # type: ignore[index]
 
 
+def test_get_item_goes_through_the_wire_client_and_nothing_else(
+        pair: tuple[SealedTable, SealedTable]) -> None:
+    by_resource, by_wire = pair
+    by_resource.put_item({"user_id": "u-9", "e-str": "secret-value"})
+    sent: list[str] = []
+    by_wire._wire.meta.events.register("before-call.dynamodb.GetItem",
+                                       lambda **kw: sent.append("wire"))
+    by_wire.table.meta.client.meta.events.register("before-call.dynamodb.GetItem",
+                                                   lambda **kw: sent.append("resource"))
+    assert by_wire.get_item({"user_id": "u-9"}) == {"user_id": "u-9", "e-str": "secret-value"}
+    assert sent == ["wire"]
+    assert by_resource.get_item({"user_id": "u-9"}) is not None
+    assert sent == ["wire", "resource"]  # the table without a wire client: its resource
+
+
+def test_a_table_name_of_the_callers_is_refused_on_both_paths(
+        pair: tuple[SealedTable, SealedTable]) -> None:
+    for table in pair:
+        with pytest.raises(TypeError, match="does not accept TableName here"):
+            table.get_item({"user_id": "u"}, TableName="other")
+
+
 def test_missing_item_is_none_and_options_pass_through(pair: tuple[SealedTable, SealedTable]
                                                        ) -> None:
     _, by_wire = pair
@@ -149,6 +171,7 @@ sign = ["role"]
 """)
     config = Config.load(tmp_path / "dynaseal.toml")
     with caplog.at_level(logging.WARNING, logger="dynaseal"):
+        config.client()  # the client first: still one warning for the two connections
         list(config.create_tables())
         people = config.sealed_table("people")
         again = config.sealed_table("people")

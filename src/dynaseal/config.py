@@ -7,6 +7,7 @@ hold what and which keys protect them. Every error names the file, the table and
 from __future__ import annotations
 
 import os
+import threading
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -139,6 +140,8 @@ class Config:
     _resource: Any = field(default=None, repr=False)
     _client: Any = field(default=None, repr=False)
     _session: Any = field(default=None, repr=False)
+    _connecting: threading.Lock = field(default_factory=threading.Lock, repr=False,
+                                        compare=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> Config:
@@ -203,27 +206,31 @@ class Config:
 
     def resource(self) -> Any:
         """The guarded boto3 DynamoDB resource (built once)."""
-        if self._resource is None:
-            self._resource = self._connect(resource=True)
-        return self._resource
+        with self._connecting:
+            if self._resource is None:
+                self._resource = self._connect(resource=True)
+            return self._resource
 
     def client(self) -> Any:
         """The guarded low-level DynamoDB client (built once, from the same boto3 session and
         settings as :meth:`resource`): DynamoDB's wire format, no conversion of values."""
-        if self._client is None:
-            self._client = self._connect(resource=False)
-        return self._client
+        with self._connecting:
+            if self._client is None:
+                self._client = self._connect(resource=False)
+            return self._client
 
     def _connect(self, *, resource: bool) -> Any:
+        # under self._connecting: a boto3 Session is not thread-safe, and both share this one
         s = self.dynamodb
-        if self._session is None:
+        first = self._session is None
+        if first:
             self._session = boto3.session.Session()
         try:
             return connect("dynamodb", region=s.region, endpoint_url=s.endpoint_url,
                            verify=s.verify, use_ssl=s.use_ssl, session=self._session,
                            resource=resource, max_attempts=s.max_attempts,
                            max_pool_connections=s.max_pool_connections,
-                           warn_loopback=resource or self._resource is None)
+                           warn_loopback=first)  # the endpoint is the same for the second
         except ConfigError as e:
             raise ConfigError(f"{self.path}: dynamodb: {e}") from None
 

@@ -78,7 +78,8 @@ class SealedTable:
     keyring must be thread-safe too (the keyrings dynaseal ships are).
 
     ``wire_client``: optional, a low-level DynamoDB client (``session.client("dynamodb")``,
-    not a resource's client) for the same account, region and endpoint as ``table``;
+    not a resource's client) for the same endpoint and region as ``table`` (checked) and the
+    same credentials (which cannot be checked);
     :meth:`dynaseal.Config.sealed_table` passes one. ``get_item`` then goes through it and
     converts the stored item itself: boto3's resource layer walks every attribute of every
     response against the service model before converting it, which costs a sealed read about
@@ -163,7 +164,8 @@ class SealedTable:
 
     def get_item(self, key: Mapping[str, Any], **kwargs: Any) -> dict[str, Any] | None:
         """Read, verify and decrypt one item; None if it does not exist."""
-        _refuse(kwargs, {"Key"} | _PARTIAL_READ_ARGS, "get_item")
+        # the table is this one, on either path: a TableName of the caller's is refused
+        _refuse(kwargs, {"Key", "TableName", "target"} | _PARTIAL_READ_ARGS, "get_item")
         k = self._key(key)
         if self._wire is None:
             stored = self._request("get_item", key=k, Key=k, **kwargs).get("Item")
