@@ -23,8 +23,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from flask import Flask, Response, request
 from flask_limiter import Limiter
@@ -66,8 +67,8 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-# (lower-cased name, name, value): _security_headers's per-response work is one pass over the
-# response's own headers; Headers.setdefault would search them case-insensitively per name
+# (lower-cased name, name, value): with_security_headers's per-response work is one pass over
+# the response's own headers
 _SECURITY_HEADERS = tuple((name.lower(), name, value) for name, value in SECURITY_HEADERS.items())
 # flask-limiter's own settings that give limits to every route (checked by its hook)
 _APP_WIDE_LIMITS = ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION", "RATELIMIT_META")
@@ -121,7 +122,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _server_error)
-    app.after_request(_security_headers)
+    app.wsgi_app = SecurityHeaders(app.wsgi_app)  # type: ignore[method-assign]
     state.cli.add_command(users_cli)  # flask dynaseal users grant-admin ID
     return app
 
@@ -238,11 +239,29 @@ def _server_error(e: Exception) -> Response:
     return Response(body.model_dump_json(exclude_none=True), 500, mimetype="application/json")
 
 
-def _security_headers(response: Response) -> Response:
-    """Add each of SECURITY_HEADERS the response does not already have, in that order."""
-    headers = response.headers
-    present = {name.lower() for name, _ in headers.items()}
-    for lowered, name, value in _SECURITY_HEADERS:
-        if lowered not in present:
-            headers.add(name, value)
-    return response
+def with_security_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A response's WSGI header list followed by each of SECURITY_HEADERS it does not already
+    have (in any letter case), in that order."""
+    present = {name.lower() for name, _ in headers}
+    return headers + [(name, value) for lowered, name, value in _SECURITY_HEADERS
+                      if lowered not in present]
+
+
+class SecurityHeaders:
+    """WSGI middleware that gives every response of the app :data:`SECURITY_HEADERS`.
+
+    At the WSGI layer rather than in an ``after_request`` hook: it sees every response the app
+    sends, and it adds the constant headers to the header list once, where werkzeug's
+    ``Headers.add`` would check each value again on every response.
+    """
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self.app = app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse
+                 ) -> Iterable[bytes]:
+        def start(status: str, headers: list[tuple[str, str]],
+                  exc_info: Any = None) -> Callable[[bytes], object]:
+            return start_response(status, with_security_headers(headers), exc_info)
+
+        return self.app(environ, start)

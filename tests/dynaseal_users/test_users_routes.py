@@ -12,7 +12,7 @@ from flask import Flask, Response
 from users_support import NOT_FOUND, PASSWORD, grant_admin, log_in, new_user, registration
 
 from dynaseal import SealedTable
-from dynaseal_users.app import SECURITY_HEADERS, _security_headers
+from dynaseal_users.app import SECURITY_HEADERS, SecurityHeaders, with_security_headers
 
 ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
 BAD_LOGIN = b'{"error":"invalid_credentials","message":"wrong e-mail or password"}'
@@ -301,7 +301,14 @@ def test_security_headers_byte_for_byte(app: Flask) -> None:
         ("Content-Type", "application/json"), ("Content-Length", str(len(r.get_data()))),
         *SECURITY_HEADERS.items()]
     own = Response("{}", mimetype="application/json", headers={"cache-control": "private"})
-    assert _security_headers(own).headers.to_wsgi_list() == [
-        ("cache-control", "private"), ("Content-Type", "application/json"),
-        ("Content-Length", "2"),
-        *[(k, v) for k, v in SECURITY_HEADERS.items() if k != "Cache-Control"]]
+    expected = [("cache-control", "private"), ("Content-Type", "application/json"),
+                ("Content-Length", "2"),
+                *[(k, v) for k, v in SECURITY_HEADERS.items() if k != "Cache-Control"]]
+    assert with_security_headers(own.headers.to_wsgi_list()) == expected
+    # the middleware, around any WSGI app: the status and exc_info pass through untouched
+    seen: list[Any] = []
+    wrapped = SecurityHeaders(own)
+    body = b"".join(wrapped({"REQUEST_METHOD": "GET", "wsgi.input": None},
+                            lambda status, headers, exc_info=None: seen.append(
+                                (status, headers, exc_info))))
+    assert body == b"{}" and seen == [("200 OK", expected, None)]
