@@ -16,7 +16,7 @@ import pytest
 from dynaseal import Config, IntegrityError, LocalKeyring, Schema, SealedTable
 from dynaseal.devstack import LocalDynamoDB
 from dynaseal.schema import HEADER_ATTRIBUTE
-from support import common_values
+from support import common_values, to_toml
 
 VALUES = common_values(8)
 NAMES = [name for name, _ in VALUES]
@@ -155,20 +155,11 @@ def test_refuses_a_client_that_cannot_be_the_tables(make_table: Callable[..., An
 def test_config_tables_read_through_one_wire_client_and_warn_once(
         tmp_path: Path, dynalite: LocalDynamoDB, caplog: pytest.LogCaptureFixture) -> None:
     LocalKeyring.generate(tmp_path / "keys.json")
-    (tmp_path / "dynaseal.toml").write_text(f"""
-[keyring]
-type = "local"
-path = "keys.json"
-
-[dynamodb]
-region = "us-east-1"
-endpoint_url = "{dynalite.endpoint_url}"
-
-[tables.people]
-table_name = "wire-people-{id(tmp_path)}"
-partition_key = "user_id"
-sign = ["role"]
-""")
+    (tmp_path / "dynaseal.toml").write_text(to_toml({
+        "keyring": {"type": "local", "path": "keys.json"},
+        "dynamodb": {"region": "us-east-1", "endpoint_url": dynalite.endpoint_url},
+        "tables": {"people": {"table_name": f"wire-people-{id(tmp_path)}",
+                              "partition_key": "user_id", "sign": ["role"]}}}))
     config = Config.load(tmp_path / "dynaseal.toml")
     with caplog.at_level(logging.WARNING, logger="dynaseal"):
         config.client()  # the client first: still one warning for the two connections
