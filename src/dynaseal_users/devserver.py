@@ -84,25 +84,45 @@ def main() -> int:
                           flask=Path(sys.executable).with_name("flask")))
         sys.stdout.flush()
         env = {**os.environ, "DYNASEAL_CONFIG": str(config_path)}
-        server = subprocess.Popen(gunicorn_command(), env=env)  # noqa: S603
+        # gunicorn in a session of its own: Ctrl-C reaches this process only, which stops
+        # gunicorn with one SIGTERM. A gthread worker that got the terminal's SIGINT and then
+        # the arbiter's SIGQUIT could hang in its second shutdown (gunicorn 27), alive after
+        # its arbiter and holding the port.
+        server = subprocess.Popen(gunicorn_command(), env=env,  # noqa: S603
+                                  start_new_session=True)
         try:
             return server.wait()
         except KeyboardInterrupt:
-            # the terminal sent SIGINT to gunicorn too; make sure it is gone before dynalite
-            stop(server)
+            try:
+                stop(server)  # gone before dynalite is
+            except KeyboardInterrupt:  # Ctrl-C again: no more waiting for a graceful stop
+                _kill(server)
             print("\nstopped gunicorn and dynalite")
             return 0
 
 
 def stop(server: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (gunicorn's graceful stop), then SIGKILL after 15 s."""
+    """SIGTERM (gunicorn's graceful stop), then SIGKILL after 15 s: to the whole process group
+    when gunicorn leads one (``start_new_session=True``), so no worker outlives its arbiter."""
     with contextlib.suppress(ProcessLookupError):
         server.send_signal(signal.SIGTERM)
     try:
         server.wait(timeout=15)
     except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
+        _kill(server)
+
+
+def _kill(server: subprocess.Popen[bytes]) -> None:
+    try:
+        leads = os.getpgid(server.pid) == server.pid
+    except ProcessLookupError:
+        leads = False
+    with contextlib.suppress(ProcessLookupError):
+        if leads:
+            os.killpg(server.pid, signal.SIGKILL)
+        else:
+            server.kill()
+    server.wait()
 
 
 if __name__ == "__main__":

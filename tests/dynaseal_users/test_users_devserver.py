@@ -3,6 +3,7 @@ live-gunicorn fixture serves the app with this same command on a free port)."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -46,3 +47,69 @@ def test_the_printed_session_shows_the_admin_command() -> None:
     text = devserver.CURL.format(url="http://127.0.0.1:5000", endpoint="http://127.0.0.1:8000",
                                  table="users", flask="/venv/bin/flask")
     assert "\n  /venv/bin/flask --app dynaseal_users dynaseal users grant-admin $ID " in text
+
+
+def _serving_5000() -> list[int]:
+    """Pids of processes whose command line serves on make run's fixed address."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"127.0.0.1:5000" in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_stops_gunicorn_and_dynalite(tmp_path: Path, presses: int) -> None:
+    """``make run`` under a terminal: Ctrl-C sends SIGINT to the foreground process group. The
+    server, its worker and dynalite all stop, and the port is free again, also when Ctrl-C is
+    pressed twice (a gthread worker that got two signals could hang, alive after its arbiter
+    and holding the port); each case twice, since that hang depended on timing."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    from dynaseal.devstack import free_port
+
+    assert not _serving_5000(), "something already serves on 127.0.0.1:5000"
+    committed = (Path(__file__).parents[2] / "dynaseal.toml").read_text(encoding="utf-8")
+    (tmp_path / "dynaseal.toml").write_text(
+        committed.replace("127.0.0.1:8000", f"127.0.0.1:{free_port()}"), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "DYNASEAL_CONFIG"}
+    for _ in range(2):
+        with open(tmp_path / "run.log", "wb") as log:
+            # a group of its own, like a terminal's foreground job
+            proc = subprocess.Popen([sys.executable, "-m", "dynaseal_users.devserver"],
+                                    cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    with urllib.request.urlopen("http://127.0.0.1:5000/healthz", timeout=5) as r:
+                        assert r.status == 200
+                    break
+                except OSError:
+                    assert proc.poll() is None, (tmp_path / "run.log").read_text()
+                    assert time.monotonic() < deadline, "make run did not start serving"
+                    time.sleep(0.3)
+            for _ in range(presses):
+                os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
+                time.sleep(0.3)
+            assert proc.wait(timeout=60) == 0
+            assert "stopped gunicorn and dynalite" in (tmp_path / "run.log").read_text()
+            deadline = time.monotonic() + 10
+            while _serving_5000() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert _serving_5000() == []
+            with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+                s.connect(("127.0.0.1", 5000))
+        finally:
+            for pid in [proc.pid, *_serving_5000()]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
