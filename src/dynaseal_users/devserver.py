@@ -58,7 +58,8 @@ def gunicorn_command(bind: str = BIND, threads: int = 8,
             "--workers", "1", "--threads", str(threads), "--access-logfile", "-", app]
 
 
-def main() -> int:
+def main(bind: str = BIND) -> int:
+    """``make run`` (``bind``: the tests serve on a free port; ``make run`` always on BIND)."""
     STATE.mkdir(exist_ok=True)
     os.chmod(STATE, 0o700)
     config_path = Path(os.environ.get("DYNASEAL_CONFIG", "dynaseal.toml")).absolute()
@@ -71,7 +72,7 @@ def main() -> int:
     # Local stack only: dynalite ignores credentials, so dummy ones stand in when none are set.
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
-    url = f"http://{BIND}"
+    url = f"http://{bind}"
     print(f"users service on {url}  (OpenAPI: {url}/openapi.json)  Ctrl-C stops both")
     print(f"dynalite (local DynamoDB) on {endpoint}, data in {STATE / 'dynalite'}")
     if not config.keyring_path.exists():
@@ -88,7 +89,7 @@ def main() -> int:
         # gunicorn with one SIGTERM. A gthread worker that got the terminal's SIGINT and then
         # the arbiter's SIGQUIT could hang in its second shutdown (gunicorn 27), alive after
         # its arbiter and holding the port.
-        server = subprocess.Popen(gunicorn_command(), env=env,  # noqa: S603
+        server = subprocess.Popen(gunicorn_command(bind=bind), env=env,  # noqa: S603
                                   start_new_session=True)
         try:
             return server.wait()

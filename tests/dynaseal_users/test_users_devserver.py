@@ -1,5 +1,6 @@
-"""``make run``'s pieces that can run beside other tests (it binds fixed ports itself: the
-live-gunicorn fixture serves the app with this same command on a free port)."""
+"""``make run``'s pieces, run beside other tests: ``make run`` binds fixed ports, so the tests
+serve on free ones (the live-gunicorn fixture with the same gunicorn command, the Ctrl-C test
+through ``devserver.main(bind)``)."""
 
 from __future__ import annotations
 
@@ -49,12 +50,12 @@ def test_the_printed_session_shows_the_admin_command() -> None:
     assert "\n  /venv/bin/flask --app dynaseal_users dynaseal users grant-admin $ID " in text
 
 
-def _serving_5000() -> list[int]:
-    """Pids of processes whose command line serves on make run's fixed address."""
+def _serving(bind: str) -> list[int]:
+    """Pids of processes whose command line names the address ``bind``."""
     pids = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and b"127.0.0.1:5000" in (entry / "cmdline").read_bytes():
+            if entry.name.isdigit() and bind.encode() in (entry / "cmdline").read_bytes():
                 pids.append(int(entry.name))
         except OSError:
             continue
@@ -76,7 +77,8 @@ def test_ctrl_c_stops_gunicorn_and_dynalite(tmp_path: Path, presses: int) -> Non
 
     from dynaseal.devstack import free_port
 
-    assert not _serving_5000(), "something already serves on 127.0.0.1:5000"
+    port = free_port()
+    bind = f"127.0.0.1:{port}"  # make run's own, 5000, may be serving beside the tests
     committed = (Path(__file__).parents[2] / "dynaseal.toml").read_text(encoding="utf-8")
     (tmp_path / "dynaseal.toml").write_text(
         committed.replace("127.0.0.1:8000", f"127.0.0.1:{free_port()}"), encoding="utf-8")
@@ -84,14 +86,15 @@ def test_ctrl_c_stops_gunicorn_and_dynalite(tmp_path: Path, presses: int) -> Non
     for _ in range(2):
         with open(tmp_path / "run.log", "wb") as log:
             # a group of its own, like a terminal's foreground job
-            proc = subprocess.Popen([sys.executable, "-m", "dynaseal_users.devserver"],
+            proc = subprocess.Popen([sys.executable, "-c", "import sys; from dynaseal_users "
+                                     f"import devserver; sys.exit(devserver.main({bind!r}))"],
                                     cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
         try:
             deadline = time.monotonic() + 90
             while True:
                 try:
-                    with urllib.request.urlopen("http://127.0.0.1:5000/healthz", timeout=5) as r:
+                    with urllib.request.urlopen(f"http://{bind}/healthz", timeout=5) as r:
                         assert r.status == 200
                     break
                 except OSError:
@@ -104,12 +107,12 @@ def test_ctrl_c_stops_gunicorn_and_dynalite(tmp_path: Path, presses: int) -> Non
             assert proc.wait(timeout=60) == 0
             assert "stopped gunicorn and dynalite" in (tmp_path / "run.log").read_text()
             deadline = time.monotonic() + 10
-            while _serving_5000() and time.monotonic() < deadline:
+            while _serving(bind) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            assert _serving_5000() == []
+            assert _serving(bind) == []
             with socket.socket() as s, pytest.raises(ConnectionRefusedError):
-                s.connect(("127.0.0.1", 5000))
+                s.connect(("127.0.0.1", port))
         finally:
-            for pid in [proc.pid, *_serving_5000()]:
+            for pid in [proc.pid, *_serving(bind)]:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
