@@ -86,9 +86,13 @@ def main(bind: str = BIND) -> int:
         sys.stdout.flush()
         env = {**os.environ, "DYNASEAL_CONFIG": str(config_path)}
         # gunicorn in a session of its own: Ctrl-C reaches this process only, which stops
-        # gunicorn with one SIGTERM. A gthread worker that got the terminal's SIGINT and then
-        # the arbiter's SIGQUIT could hang in its second shutdown (gunicorn 27), alive after
-        # its arbiter and holding the port.
+        # gunicorn with one SIGTERM. A gthread worker that took the terminal's SIGINT twice
+        # (Ctrl-C pressed again) besides the arbiter's SIGQUIT could hang in its second
+        # shutdown (gunicorn 27), alive after its arbiter and holding the port. Being in no
+        # terminal's session, gunicorn hears of a closed terminal (SIGHUP) or a kill (SIGTERM)
+        # only through this process: both stop it the way Ctrl-C does.
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            signal.signal(sig, signal.default_int_handler)
         server = subprocess.Popen(gunicorn_command(bind=bind), env=env,  # noqa: S603
                                   start_new_session=True)
         try:

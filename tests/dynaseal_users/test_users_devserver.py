@@ -62,12 +62,13 @@ def _serving(bind: str) -> list[int]:
     return pids
 
 
-@pytest.mark.parametrize("presses", [1, 2])
-def test_ctrl_c_stops_gunicorn_and_dynalite(tmp_path: Path, presses: int) -> None:
+@pytest.mark.parametrize("how", ["ctrl-c", "ctrl-c twice", "terminal closed", "sigterm"])
+def test_ctrl_c_stops_gunicorn_and_dynalite(tmp_path: Path, how: str) -> None:
     """``make run`` under a terminal: Ctrl-C sends SIGINT to the foreground process group. The
     server, its worker and dynalite all stop, and the port is free again, also when Ctrl-C is
     pressed twice (a gthread worker that got two signals could hang, alive after its arbiter
-    and holding the port); each case twice, since that hang depended on timing."""
+    and holding the port), when the terminal closes (SIGHUP to the group) and when the dev
+    server alone is sent SIGTERM; each case twice, since that hang depended on timing."""
     import os
     import signal
     import socket
@@ -101,9 +102,13 @@ def test_ctrl_c_stops_gunicorn_and_dynalite(tmp_path: Path, presses: int) -> Non
                     assert proc.poll() is None, (tmp_path / "run.log").read_text()
                     assert time.monotonic() < deadline, "make run did not start serving"
                     time.sleep(0.3)
-            for _ in range(presses):
+            if how == "sigterm":
+                os.kill(proc.pid, signal.SIGTERM)
+            for _ in range({"ctrl-c": 1, "ctrl-c twice": 2}.get(how, 0)):
                 os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
                 time.sleep(0.3)
+            if how == "terminal closed":
+                os.killpg(proc.pid, signal.SIGHUP)
             assert proc.wait(timeout=60) == 0
             assert "stopped gunicorn and dynalite" in (tmp_path / "run.log").read_text()
             deadline = time.monotonic() + 10
