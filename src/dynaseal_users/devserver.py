@@ -90,8 +90,9 @@ def main(bind: str = BIND) -> int:
         # (Ctrl-C pressed again) besides the arbiter's SIGQUIT could hang in its second
         # shutdown (gunicorn 27), alive after its arbiter and holding the port. Being in no
         # terminal's session, gunicorn hears of a closed terminal (SIGHUP) or a kill (SIGTERM)
-        # only through this process: both stop it the way Ctrl-C does.
-        for sig in (signal.SIGHUP, signal.SIGTERM):
+        # only through this process: both stop it the way Ctrl-C does. (SIGINT too: a shell
+        # that starts a job in the background leaves it ignored, and Python then keeps it so.)
+        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
             signal.signal(sig, signal.default_int_handler)
         server = subprocess.Popen(gunicorn_command(bind=bind), env=env,  # noqa: S603
                                   start_new_session=True)
