@@ -151,9 +151,11 @@ def _could_name(lowered: str, exact: frozenset[str]) -> bool:
 def _redact(text: str, exact: frozenset[str]) -> str:
     if not text:
         return text
-    if not text.isascii() or _could_name(text.lower(), exact):
-        text = _redact_named(text, exact)
     lowered = text.lower()  # substring checks skip patterns that cannot match (most lines)
+    if not text.isascii() or _could_name(lowered, exact):
+        named = _redact_named(text, exact)  # the same object when it found nothing
+        if named is not text:
+            text, lowered = named, named.lower()
     if "bearer" in lowered or "basic" in lowered:
         text = _CREDENTIAL.sub(lambda m: f"{m.group('scheme')} {REDACTED}", text)
     if "$argon2" in text:
